@@ -1,0 +1,15 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("", include("onboarding.urls")),
+]
+
+if settings.META_SIMULATOR:
+    urlpatterns.append(path("simulator/", include("simulator.urls")))

@@ -1,0 +1,331 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from . import crypto
+from .transitions import StatusTransitionsMixin
+
+# Models of the onboarding app are referenced by label, never imported:
+# tokens must not depend on onboarding (design.md, "Dependencies point one way").
+CLIENT_MODEL = "onboarding.ClientBusiness"
+CONFIGURATION_MODEL = "onboarding.LoginConfiguration"
+CONTACT_MODEL = "onboarding.Contact"
+
+
+class AccessToken(StatusTransitionsMixin, models.Model):
+    class Kind(models.TextChoices):
+        SYSTEM_USER = "system_user", "System user"
+        USER = "user", "User"
+        GRANULAR_SYSTEM_USER = "granular_system_user", "Granular system user"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRING = "expiring", "Expiring"
+        INVALID = "invalid", "Invalid"
+        REVOKED = "revoked", "Revoked"
+        SUPERSEDED = "superseded", "Superseded"
+
+    LIVE_STATUSES = (Status.ACTIVE, Status.EXPIRING)
+    STATUS_TRANSITIONS = {
+        "active": {"expiring", "invalid", "revoked", "superseded"},
+        "expiring": {"active", "invalid", "revoked", "superseded"},
+        "invalid": {"revoked", "superseded"},
+        "superseded": {"revoked"},
+        "revoked": set(),
+    }
+
+    client = models.ForeignKey(CLIENT_MODEL, on_delete=models.PROTECT, related_name="tokens")
+    configuration = models.ForeignKey(
+        CONFIGURATION_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="tokens"
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    value = crypto.EncryptedTokenField(null=True)
+    fingerprint = models.CharField(max_length=64, unique=True, null=True, editable=False)
+    meta_app_id = models.CharField(max_length=64, blank=True)
+    meta_user_id = models.CharField(
+        "Meta user id", max_length=64, blank=True, help_text="App-scoped user id, or the system user's id."
+    )
+    granted_by = models.ForeignKey(
+        CONTACT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="granted_tokens"
+    )
+    scopes = models.JSONField(default=list, blank=True)
+    granular_scopes = models.JSONField(default=list, blank=True, help_text="[{scope, target_ids?}] from debug_token.")
+    issued_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    data_access_expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=300, blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_subcode = models.IntegerField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    consecutive_check_failures = models.PositiveIntegerField(default=0)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="granular_tokens"
+    )
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    purpose = models.CharField(max_length=200, blank=True, help_text="What a granular token is for.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "configuration"],
+                condition=Q(status__in=["active", "expiring"]) & ~Q(kind="granular_system_user"),
+                name="token_one_live_per_client_configuration",
+                violation_error_message="This client already has a live token for this configuration.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="granular_system_user") | Q(parent__isnull=False),
+                name="token_granular_has_parent",
+                violation_error_message="A granular system-user token must name the token it derives from.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_check_at"], name="token_due_check_idx"),
+            models.Index(fields=["expires_at"], name="token_expires_idx"),
+            models.Index(fields=["data_access_expires_at"], name="token_data_access_idx"),
+            models.Index(fields=["meta_user_id"], name="token_meta_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} token #{self.pk} for {self.client_id}"
+
+    def save(self, *args, **kwargs):
+        if self.value:
+            self.fingerprint = crypto.fingerprint(self.value)
+        super().save(*args, **kwargs)
+
+    def masked(self) -> str:
+        return crypto.mask(self.value or "")
+
+    def is_live(self) -> bool:
+        return self.status in self.LIVE_STATUSES
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and (now or timezone.now()) >= self.expires_at
+
+    def ends_at(self):
+        """When this token stops working: the earlier of expiry and data-access expiry."""
+        ends = [moment for moment in (self.expires_at, self.data_access_expires_at) if moment]
+        return min(ends) if ends else None
+
+    def days_left(self, now=None) -> int | None:
+        ends = self.ends_at()
+        if ends is None:
+            return None
+        return max((ends - (now or timezone.now())) // timedelta(days=1), 0)
+
+    def covered_asset_ids(self) -> set[str]:
+        """Asset ids named by granular_scopes target_ids (no target_ids: covers everything)."""
+        return {str(target) for entry in self.granular_scopes for target in entry.get("target_ids") or []}
+
+
+class Asset(models.Model):
+    class Kind(models.TextChoices):
+        PAGE = "page", "Page"
+        AD_ACCOUNT = "ad_account", "Ad account"
+        BUSINESS = "business", "Business"
+        WHATSAPP_BUSINESS_ACCOUNT = "whatsapp_business_account", "WhatsApp business account"
+        INSTAGRAM_ACCOUNT = "instagram_account", "Instagram account"
+        CATALOG = "catalog", "Catalog"
+        PIXEL = "pixel", "Pixel"
+
+    client = models.ForeignKey(CLIENT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    meta_id = models.CharField("Meta id", max_length=64)
+    name = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "meta_id"],
+                name="asset_unique_meta_id_per_kind",
+                violation_error_message="An asset of this kind with this Meta id already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.name or self.meta_id}"
+
+
+class AssetGrant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRING = "expiring", "Access ending"
+        ENDED = "ended", "Access ended"
+        REMOVED = "removed", "Removed by the client"
+        REVOKED = "revoked", "Revoked"
+
+    token = models.ForeignKey(AccessToken, on_delete=models.CASCADE, related_name="grants")
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="grants")
+    scopes = models.JSONField(default=list, blank=True, help_text="Permissions that name this asset.")
+    user_access_expire_time = models.DateTimeField(
+        null=True, blank=True, help_text="Set by Meta when the person's access to this asset ends."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["token", "asset"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "asset"],
+                name="grant_unique_token_asset",
+                violation_error_message="This token already has a grant for this asset.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user_access_expire_time"], name="grant_access_expire_idx"),
+            models.Index(fields=["status"], name="grant_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset} via token #{self.token_id}"
+
+
+class Reminder(models.Model):
+    class Reason(models.TextChoices):
+        TOKEN_EXPIRING = "token_expiring", "Token expiring"
+        ASSET_ACCESS_ENDING = "asset_access_ending", "Asset access ending"
+        TOKEN_INVALID = "token_invalid", "Token invalid"
+        DATA_ACCESS_EXPIRING = "data_access_expiring", "Data access expiring"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+        CANCELLED = "cancelled", "Cancelled (no longer needed)"
+
+    client = models.ForeignKey(CLIENT_MODEL, on_delete=models.CASCADE, related_name="reminders")
+    token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.CASCADE, related_name="reminders")
+    grant = models.ForeignKey(AssetGrant, null=True, blank=True, on_delete=models.CASCADE, related_name="reminders")
+    subject_key = models.CharField(max_length=64, help_text="token:<id> or grant:<id>", editable=False)
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    stage = models.CharField(max_length=10, help_text="Days before the end (e.g. 14d), or “ended”.")
+    recipient_email = models.EmailField()
+    recipient_contact = models.ForeignKey(
+        CONTACT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reminders"
+    )
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="When access ends, as known when planned.")
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subject_key", "reason", "stage", "recipient_email"],
+                name="reminder_unique_key",
+                violation_error_message="This reminder is already planned.",
+            ),
+            models.CheckConstraint(
+                condition=Q(token__isnull=False) | Q(grant__isnull=False),
+                name="reminder_has_subject",
+                violation_error_message="A reminder is about a token or an asset grant.",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="reminder_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} {self.stage} to {self.recipient_email}"
+
+    def save(self, *args, **kwargs):
+        if not self.subject_key:
+            self.subject_key = f"grant:{self.grant_id}" if self.grant_id else f"token:{self.token_id}"
+        super().save(*args, **kwargs)
+
+
+class TokenEvent(models.Model):
+    """Append-only audit of what happened to a client, a token or an asset, and who did it."""
+
+    class Kind(models.TextChoices):
+        INSTALLED = "installed", "Installed"
+        CHECKED = "checked", "Checked"
+        EXPIRING = "expiring", "Expiring"
+        INVALIDATED = "invalidated", "Invalidated"
+        REVOKED = "revoked", "Revoked"
+        SUPERSEDED = "superseded", "Superseded"
+        RECONNECTED = "reconnected", "Reconnected"
+        ASSETS_CHANGED = "assets_changed", "Assets changed"
+        GRANULAR_CREATED = "granular_created", "Granular token created"
+        REMINDER_SENT = "reminder_sent", "Reminder sent"
+        REMINDER_FAILED = "reminder_failed", "Reminder failed"
+        DATA_DELETED = "data_deleted", "Data deleted"
+        STAFF_ACTION = "staff_action", "Staff action"
+        KEY_ROTATED = "key_rotated", "Encryption key rotated"
+
+    client = models.ForeignKey(CLIENT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    asset = models.ForeignKey(Asset, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.CharField(max_length=100, default="system", help_text="system, staff:<username>, meta, client")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    message = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Token events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Token events are append-only.")
+
+
+class SweepRun(models.Model):
+    """One run of a periodic job (health sweep, reminder planning/sending), for staff to follow."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    job = models.CharField(max_length=50)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    items_total = models.PositiveIntegerField(default=0)
+    items_done = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    totals = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["job", "status"], name="sweep_job_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

@@ -1,0 +1,49 @@
+"""Status fields whose changes follow an allowed-transitions table.
+
+A model lists ``STATUS_TRANSITIONS = {old: {new, ...}}``; saving a row whose status
+moved along an edge not in the table raises ``InvalidStatusTransition``. Used by
+ClientBusiness, AccessToken and the verification records.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+class InvalidStatusTransition(ValidationError):
+    pass
+
+
+class StatusTransitionsMixin(models.Model):
+    STATUS_FIELD = "status"
+    STATUS_TRANSITIONS: dict[str, set[str]] = {}
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self.check_status_transition()
+        super().save(*args, **kwargs)
+        self._loaded_status = getattr(self, self.STATUS_FIELD)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = getattr(instance, cls.STATUS_FIELD, None)
+        return instance
+
+    def can_transition_to(self, new_status: str) -> bool:
+        current = getattr(self, "_loaded_status", None)
+        if current is None or current == new_status:
+            return True
+        return new_status in self.STATUS_TRANSITIONS.get(current, set())
+
+    def check_status_transition(self) -> None:
+        new_status = getattr(self, self.STATUS_FIELD)
+        if not self.can_transition_to(new_status):
+            label = self._meta.verbose_name
+            raise InvalidStatusTransition(
+                f"A {label} cannot go from “{self._loaded_status}” to “{new_status}”.",
+                code="invalid_transition",
+            )

@@ -1,0 +1,1 @@
+"""The Graph API client: plain Python on requests. Imports nothing of the project."""

@@ -1,0 +1,19 @@
+"""The project's Graph client, built from settings. Every app gets it from here."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from graph.client import GraphClient
+
+
+def graph_client() -> GraphClient:
+    return GraphClient(
+        app_id=settings.META_APP_ID,
+        app_secret=settings.META_APP_SECRET,
+        version=settings.META_GRAPH_VERSION,
+        graph_url=settings.META_GRAPH_URL,
+        dialog_url=settings.META_DIALOG_URL,
+        proof_mode=settings.META_APPSECRET_PROOF_MODE,
+        timeout=settings.META_HTTP_TIMEOUT,
+    )

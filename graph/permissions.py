@@ -1,0 +1,102 @@
+"""Meta's static knowledge about permissions (meta-graph-facts.md), as plain data.
+
+What staff edit about permissions (access level, App Review state) lives in the
+verification app; this module is what Meta publishes.
+"""
+
+from __future__ import annotations
+
+USER = "user"
+SYSTEM_USER = "system_user"
+
+# Facebook Login for Business: permissions a configuration may ask for.
+FLFB_SUPPORTED: frozenset[str] = frozenset(
+    {
+        "ads_management", "ads_read", "business_management", "catalog_management", "email",
+        "instagram_basic", "instagram_content_publish", "instagram_manage_comments",
+        "instagram_manage_insights", "instagram_manage_messages", "instagram_shopping_tag_products",
+        "leads_retrieval", "manage_fundraisers", "pages_manage_cta", "page_events", "pages_manage_ads",
+        "pages_manage_engagement", "pages_manage_instant_articles", "pages_manage_metadata",
+        "pages_manage_posts", "pages_messaging", "pages_read_engagement", "pages_read_user_content",
+        "pages_show_list", "private_computation_access", "public_profile", "publish_video",
+        "read_insights", "read_audience_network_insights", "whatsapp_business_management",
+        "whatsapp_business_messaging",
+    }
+)
+# Granted automatically to user tokens, never to system users, and never enough alone.
+USER_ONLY: frozenset[str] = frozenset({"email", "public_profile"})
+
+
+def supported_permissions(token_type: str) -> frozenset[str]:
+    if token_type == SYSTEM_USER:
+        return FLFB_SUPPORTED - USER_ONLY
+    return FLFB_SUPPORTED
+
+
+# Tech Provider access verification gates these for people with no role on the app.
+TECH_PROVIDER_GATED: frozenset[str] = frozenset(
+    {
+        "ads_management", "ads_read", "attribution_read", "business_management", "catalog_management",
+        "email", "instagram_basic", "instagram_content_publish", "instagram_manage_insights",
+        "leads_retrieval", "page_events", "pages_manage_ads", "pages_manage_cta", "pages_manage_engagement",
+        "pages_manage_instant_articles", "pages_manage_posts", "pages_read_engagement",
+        "pages_read_user_content", "pages_show_list", "public_profile", "publish_to_groups",
+        "publish_video", "read_insights",
+    }
+)
+
+WHATSAPP_EMBEDDED_SIGNUP_REQUIRED: frozenset[str] = frozenset(
+    {"whatsapp_business_management", "whatsapp_business_messaging"}
+)
+
+# What each permission lets us do, in words a client's staff understand.
+DESCRIPTIONS: dict[str, str] = {
+    "ads_management": "Create and manage ads and campaigns in the ad accounts you choose.",
+    "ads_read": "Read ad performance and settings in the ad accounts you choose.",
+    "attribution_read": "Read attribution data for your ads.",
+    "business_management": "Read and manage your business portfolio's assets and settings.",
+    "catalog_management": "Create and update products in the catalogs you choose.",
+    "email": "See the email address of the person who connects.",
+    "instagram_basic": "Read your Instagram account's profile and media.",
+    "instagram_content_publish": "Publish posts to your Instagram account.",
+    "instagram_manage_comments": "Read, reply to and moderate comments on your Instagram posts.",
+    "instagram_manage_insights": "Read insights for your Instagram account.",
+    "instagram_manage_messages": "Read and send Instagram direct messages.",
+    "instagram_shopping_tag_products": "Tag products from your catalog in Instagram posts.",
+    "leads_retrieval": "Download leads collected by your lead ads.",
+    "manage_fundraisers": "Create and manage fundraisers.",
+    "pages_manage_cta": "Manage the call-to-action buttons on your Pages.",
+    "page_events": "Send events from your Pages to Meta for measurement.",
+    "pages_manage_ads": "Manage ads linked to your Pages.",
+    "pages_manage_engagement": "Manage comments and reactions on your Pages.",
+    "pages_manage_instant_articles": "Manage Instant Articles for your Pages.",
+    "pages_manage_metadata": "Manage Page settings and subscribe to Page webhooks.",
+    "pages_manage_posts": "Create, edit and delete posts on your Pages.",
+    "pages_messaging": "Send and receive Messenger messages for your Pages.",
+    "pages_read_engagement": "Read posts, followers and engagement on your Pages.",
+    "pages_read_user_content": "Read content people post on your Pages.",
+    "pages_show_list": "See the list of Pages you manage.",
+    "private_computation_access": "Use Meta's private computation products with your data.",
+    "public_profile": "See the name and profile picture of the person who connects.",
+    "publish_to_groups": "Post to groups on your behalf.",
+    "publish_video": "Publish live and recorded videos to your Pages.",
+    "read_insights": "Read insights for your Pages and apps.",
+    "read_audience_network_insights": "Read Audience Network insights.",
+    "whatsapp_business_management": "Manage your WhatsApp Business account, phone numbers and templates.",
+    "whatsapp_business_messaging": "Send and receive WhatsApp messages for your business.",
+}
+
+# Asset types a configuration may ask the person to select, as Meta names them.
+ASSET_TYPES: dict[str, str] = {
+    "page": "Facebook Pages",
+    "ad_account": "Ad accounts",
+    "business": "Business portfolios",
+    "whatsapp_business_account": "WhatsApp Business accounts",
+    "instagram_account": "Instagram accounts",
+    "catalog": "Catalogs",
+    "pixel": "Pixels and datasets",
+}
+
+
+def describe(permission: str) -> str:
+    return DESCRIPTIONS.get(permission, permission.replace("_", " ").capitalize() + ".")

@@ -228,6 +228,9 @@ class Reminder(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
+    send_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set just before this message is handed to the mail server."
+    )
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 # Values that only exist so the demo runs with no environment at all. Production
 # refuses to start with any of them (config/checks.py).
@@ -18,6 +17,9 @@ DEMO_FIELD_ENCRYPTION_KEY = "demo-insecure-field-encryption-key-change-me"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Runtime files of the embedded default: SQLite database, filesystem broker, beat schedule.
+VAR_DIR = Path(env.str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 
 PRODUCTION = env.bool("DJANGO_PRODUCTION", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEMO_SECRET_KEY)

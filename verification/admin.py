@@ -1,7 +1,6 @@
 from django.contrib import admin
 
 from .models import (
-    ApiCallDay,
     AppRole,
     BusinessVerification,
     PermissionAccess,
@@ -36,8 +35,8 @@ class BusinessVerificationAdmin(admin.ModelAdmin):
 
 @admin.register(PermissionAccess)
 class PermissionAccessAdmin(admin.ModelAdmin):
-    list_display = ("permission", "access_level", "review_state", "gated_by_tech_provider")
-    list_filter = ("access_level", "review_state", "gated_by_tech_provider")
+    list_display = ("permission", "access_level", "review_state")
+    list_filter = ("access_level", "review_state")
     search_fields = ("permission",)
 
 
@@ -46,9 +45,3 @@ class AppRoleAdmin(admin.ModelAdmin):
     list_display = ("name", "role", "meta_user_id", "email")
     list_filter = ("role",)
     search_fields = ("name", "meta_user_id", "email")
-
-
-@admin.register(ApiCallDay)
-class ApiCallDayAdmin(admin.ModelAdmin):
-    list_display = ("day", "api", "calls", "errors")
-    list_filter = ("api",)

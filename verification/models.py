@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from graph import permissions
 from tokens.transitions import StatusTransitionsMixin
 
 # Meta: "existing businesses get 60 days from the notification" (meta-graph-facts.md).
@@ -59,6 +60,29 @@ class TechProviderVerification(StatusTransitionsMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_status_display()})"
 
+    # Statuses in which Meta's deadline is running: access continues until it passes.
+    DEADLINE_STATUSES = (Status.REQUIRED, Status.SUBMITTED, Status.REJECTED, Status.LOST)
+    # Statuses in which gated permissions keep working with no deadline at all.
+    GOOD_STANDING_STATUSES = (Status.NOT_REQUIRED, Status.VERIFIED)
+
+    def deadline_is_running(self) -> bool:
+        return self.status in self.DEADLINE_STATUSES and self.deadline is not None
+
+    def days_until_deadline(self, today: date | None = None) -> int | None:
+        """Whole days from today to the deadline (0 on the day, negative once passed); None if none runs."""
+        if not self.deadline_is_running():
+            return None
+        return (self.deadline - (today or timezone.localdate())).days
+
+    def passes_gating(self, today: date | None = None) -> bool:
+        """Would Meta accept gated permissions for people without a role on the app, on that day?"""
+        if self.status in self.GOOD_STANDING_STATUSES:
+            return True
+        return self.deadline is not None and (today or timezone.localdate()) <= self.deadline
+
+    def passes_gating_after_deadline(self) -> bool:
+        return self.status in self.GOOD_STANDING_STATUSES
+
 
 class VerificationTransition(models.Model):
     verification = models.ForeignKey(TechProviderVerification, on_delete=models.CASCADE, related_name="transitions")
@@ -107,9 +131,6 @@ class PermissionAccess(models.Model):
     permission = models.CharField(max_length=100, unique=True)
     access_level = models.CharField(max_length=10, choices=AccessLevel.choices, default=AccessLevel.STANDARD)
     review_state = models.CharField(max_length=14, choices=ReviewState.choices, default=ReviewState.NOT_SUBMITTED)
-    gated_by_tech_provider = models.BooleanField(default=False)
-    supported_for_user = models.BooleanField(default=True)
-    supported_for_system_user = models.BooleanField(default=True)
     notes = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -119,6 +140,23 @@ class PermissionAccess(models.Model):
 
     def __str__(self) -> str:
         return self.permission
+
+    # What Meta publishes about a permission is read from graph/permissions.py, never stored twice.
+    @property
+    def gated_by_tech_provider(self) -> bool:
+        return self.permission in permissions.TECH_PROVIDER_GATED
+
+    @property
+    def supported_for_user(self) -> bool:
+        return self.permission in permissions.supported_permissions(permissions.USER)
+
+    @property
+    def supported_for_system_user(self) -> bool:
+        return self.permission in permissions.supported_permissions(permissions.SYSTEM_USER)
+
+    @property
+    def is_advanced(self) -> bool:
+        return self.access_level == self.AccessLevel.ADVANCED
 
 
 class AppRole(models.Model):
@@ -140,17 +178,145 @@ class AppRole(models.Model):
         return f"{self.name} ({self.get_role_display()})"
 
 
-class ApiCallDay(models.Model):
-    """Graph calls and errors per day and API family; one atomic increment per call."""
 
-    day = models.DateField()
-    api = models.CharField(max_length=20, help_text="graph or marketing")
+
+class ApiCallHour(models.Model):
+    """Graph calls and errors per hour and API; the Graph hook adds to it with one atomic upsert.
+
+    Hours, not days, so "the last N calls" can be read back from the newest buckets
+    (docs/decisions.md, D6). Days are sums of hours.
+    """
+
+    class Api(models.TextChoices):
+        GRAPH = "graph", "Graph API"
+        MARKETING = "marketing", "Marketing API"
+
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    api = models.CharField(max_length=10, choices=Api.choices)
     calls = models.PositiveBigIntegerField(default=0)
     errors = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        ordering = ["-day", "api"]
-        constraints = [models.UniqueConstraint(fields=["day", "api"], name="api_call_day_unique")]
+        ordering = ["-hour", "api"]
+        verbose_name = "API calls per hour"
+        verbose_name_plural = "API calls per hour"
+        constraints = [models.UniqueConstraint(fields=["hour", "api"], name="api_call_hour_unique")]
 
     def __str__(self) -> str:
-        return f"{self.day} {self.api}: {self.calls} calls, {self.errors} errors"
+        return f"{self.hour:%Y-%m-%d %H:00} {self.api}: {self.calls} calls, {self.errors} errors"
+
+
+class UpkeepRule(models.Model):
+    """Meta's bar for keeping advanced Marketing API access, as data: Meta changes it."""
+
+    class ErrorWindow(models.TextChoices):
+        DAYS = "days", "Over a number of days"
+        CALLS = "calls", "Over the last N calls"
+
+    name = models.CharField(max_length=200)
+    min_calls = models.PositiveIntegerField(help_text="Minimum Marketing API calls over the window.")
+    calls_window_days = models.PositiveIntegerField(default=15)
+    max_error_rate = models.DecimalField(
+        max_digits=5, decimal_places=2, help_text="Error rate (percent) must stay strictly below this."
+    )
+    error_window = models.CharField(max_length=5, choices=ErrorWindow.choices, default=ErrorWindow.DAYS)
+    error_window_days = models.PositiveIntegerField(null=True, blank=True)
+    error_window_calls = models.PositiveIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=False, help_text="The rule Meta applies now; only one can be active.")
+    source = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_active", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=models.Q(is_active=True),
+                name="upkeep_one_active_rule",
+                violation_error_message="Only one upkeep rule can be active.",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(error_window="days", error_window_days__gt=0)
+                    | models.Q(error_window="calls", error_window_calls__gt=0)
+                ),
+                name="upkeep_error_window_sized",
+                violation_error_message="Give the error-rate window its size (days or number of calls).",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(calls_window_days__gt=0),
+                name="upkeep_calls_window_positive",
+                violation_error_message="The calls window must be at least one day.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def describe(self) -> str:
+        if self.error_window == self.ErrorWindow.CALLS:
+            errors = f"over the last {self.error_window_calls} calls"
+        else:
+            errors = f"over {self.error_window_days} days"
+        return (
+            f"≥ {self.min_calls} calls in {self.calls_window_days} days, "
+            f"error rate < {self.max_error_rate.normalize():f}% {errors}"
+        )
+
+
+class MarketingAccessLevel(models.Model):
+    """An access level of the Marketing API and its system-user limits; one is the provider's current level."""
+
+    class Level(models.TextChoices):
+        STANDARD = "standard", "Standard (Limited tier)"
+        ADVANCED = "advanced", "Advanced (Full tier)"
+
+    level = models.CharField(max_length=10, choices=Level.choices, unique=True)
+    system_users = models.PositiveIntegerField(help_text="System users allowed per business, besides the admin.")
+    admin_system_users = models.PositiveIntegerField(default=1)
+    is_current = models.BooleanField(default=False, help_text="The level the provider's app has now.")
+
+    class Meta:
+        ordering = ["system_users"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"],
+                condition=models.Q(is_current=True),
+                name="access_level_one_current",
+                violation_error_message="Only one access level can be the current one.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.get_level_display()
+
+    @property
+    def total_system_users(self) -> int:
+        return self.system_users + self.admin_system_users
+
+
+class StaffAlert(models.Model):
+    """An email to staff administrators, claimed by its unique key before it is sent, so it goes out once."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=30)
+    subject = models.CharField(max_length=300, blank=True)
+    recipients = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="When the condition that raised it ended.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "resolved_at"], name="staff_alert_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.subject or self.key}"

@@ -140,6 +140,39 @@ class LoginConfiguration(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.config_id})"
 
+    def clean(self) -> None:
+        from .validation import configuration_problems
+
+        if isinstance(self.permissions, list):
+            self.permissions = sorted({str(p).strip() for p in self.permissions if str(p).strip()})
+        if isinstance(self.asset_types, list):
+            self.asset_types = sorted({str(a).strip() for a in self.asset_types if str(a).strip()})
+        problems = configuration_problems(
+            token_type=self.token_type,
+            variant=self.variant,
+            permissions=self.permissions,
+            asset_types=self.asset_types,
+            token_expiry=self.token_expiry,
+        )
+        if problems:
+            errors: dict[str, list[ValidationError]] = {}
+            for problem in problems:
+                errors.setdefault(problem.field, []).append(ValidationError(problem.message, code=problem.code))
+            raise ValidationError(errors)
+
+    def warnings(self) -> list[str]:
+        from .validation import configuration_warnings
+
+        return configuration_warnings(token_type=self.token_type, variant=self.variant, token_expiry=self.token_expiry)
+
+    def dialog_extras(self) -> dict | None:
+        """The login dialog's ``extras`` for this variant (meta-graph-facts.md)."""
+        if self.variant == self.Variant.WHATSAPP_EMBEDDED_SIGNUP:
+            return {"setup": {}, "featureType": "", "sessionInfoVersion": "3"}
+        if self.variant == self.Variant.INSTAGRAM:
+            return {"setup": {"channel": "IG_API_ONBOARDING"}}
+        return None
+
     @property
     def needs_code_response(self) -> bool:
         """System-user (BISU) configurations need the authorization-code grant."""
@@ -218,3 +251,44 @@ class LoginAttempt(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return (now or timezone.now()) >= self.expires_at
+
+
+class WebhookDelivery(models.Model):
+    """One webhook body Meta delivered; the unique hash makes Meta's retries (up to 7 days) no-ops."""
+
+    body_hash = models.CharField(max_length=64, unique=True, editable=False)
+    object_type = models.CharField(max_length=64, blank=True)
+    fields = models.JSONField(default=list, blank=True, help_text="The changed fields named by the delivery.")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    duplicates = models.PositiveIntegerField(default=0, help_text="How many retries of this body were ignored.")
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.object_type or 'webhook'} at {self.received_at:%Y-%m-%d %H:%M}"
+
+
+class DataDeletionRequest(models.Model):
+    """A data deletion request from Meta, and what we did; its status page is public by confirmation code."""
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        NOTHING_FOUND = "nothing_found", "Completed (no data held)"
+
+    confirmation_code = models.CharField(max_length=32, unique=True, editable=False)
+    # A keyed hash, so the request can be matched to a later one without keeping the person's id.
+    user_hash = models.CharField(max_length=64, editable=False, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    tokens_purged = models.PositiveIntegerField(default=0)
+    contacts_removed = models.PositiveIntegerField(default=0)
+    requested_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Data deletion {self.confirmation_code} ({self.status})"

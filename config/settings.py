@@ -180,3 +180,34 @@ LOGGING = {
     # urllib3 logs full request URLs at DEBUG; keep it quiet whatever LOG_LEVEL says.
     "loggers": {"urllib3": {"level": "WARNING"}},
 }
+
+# --- tokens: lifecycle (health sweeps, reminders) -------------------------------------------
+# Reminders go out this many days before access ends, plus once when it has ended.
+REMINDER_STAGES_DAYS = env.list("REMINDER_STAGES_DAYS", cast=int, default=[14, 7, 3, 1])
+# An "ended" reminder is planned only for ends this recent, so a first deploy does not mail
+# every client about tokens that died years ago.
+REMINDER_ENDED_WINDOW_DAYS = env.int("REMINDER_ENDED_WINDOW_DAYS", default=7)
+REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=100)  # messages per mail connection
+REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
+REMINDER_RETRY_BASE_SECONDS = env.int("REMINDER_RETRY_BASE_SECONDS", default=300)
+REMINDER_RETRY_CAP_SECONDS = env.int("REMINDER_RETRY_CAP_SECONDS", default=6 * 3600)
+# A claimed batch not finished after this long belongs to a dead worker; must exceed
+# CELERY_TASK_TIME_LIMIT so a live worker never loses its claim.
+REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=900)
+# Onboarding builds the signed reconnect links; tokens reaches it through this dotted path.
+PORTAL_RECONNECT_URL_BUILDER = env.str("PORTAL_RECONNECT_URL_BUILDER", default="onboarding.links.reconnect_url")
+SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Celery task
+# Tokens handed to a chunk are not due again before this, so overlapping sweeps don't
+# check them twice; a lost chunk's tokens come back after it.
+SWEEP_CLAIM_SECONDS = env.int("SWEEP_CLAIM_SECONDS", default=1800)
+SWEEP_CHECK_INTERVAL_HOURS = env.int("SWEEP_CHECK_INTERVAL_HOURS", default=24)  # Meta: check at least daily
+# Slow down once any Meta usage header (X-App-Usage, X-Business-Use-Case-Usage, ...) passes this.
+SWEEP_USAGE_SLOWDOWN_PERCENT = env.int("SWEEP_USAGE_SLOWDOWN_PERCENT", default=75)
+SWEEP_USAGE_STOP_PERCENT = env.int("SWEEP_USAGE_STOP_PERCENT", default=95)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "tokens-health-sweep": {"task": "tokens.start_health_sweep", "schedule": 300.0, "options": {"expires": 240}},
+        "tokens-plan-reminders": {"task": "tokens.plan_reminders", "schedule": 900.0, "options": {"expires": 600}},
+        "tokens-send-reminders": {"task": "tokens.send_reminders", "schedule": 60.0, "options": {"expires": 50}},
+    }
+)

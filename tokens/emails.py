@@ -1,0 +1,71 @@
+"""Emails sent by the token lifecycle. One function per email; templates under templates/emails/."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils.module_loading import import_string
+
+from .models import AccessToken, AssetGrant, Reminder
+
+WHAT_STOPS = {
+    Reminder.Reason.TOKEN_EXPIRING: "the access you granted expires",
+    Reminder.Reason.DATA_ACCESS_EXPIRING: "our access to your data expires (Meta ends it 90 days after a person's "
+    "last activity with the app)",
+    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account ends, because your "
+    "business moved to managed Meta accounts",
+    Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
+}
+
+
+def reconnect_url(token: AccessToken) -> str:
+    """Signed, expiring link bound to the token's client and configuration (built by onboarding)."""
+    return import_string(settings.PORTAL_RECONNECT_URL_BUILDER)(token)
+
+
+def reminder_assets(reminder: Reminder) -> list:
+    if reminder.grant_id:
+        return [reminder.grant.asset]
+    live = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
+    return [grant.asset for grant in reminder.token.grants.all() if grant.status in live]
+
+
+def _message_id(reminder: Reminder) -> str:
+    # Stable per reminder: if a send is ever retried after an in-doubt instant, mail clients
+    # that de-duplicate by Message-ID show it once.
+    host = urlsplit(settings.PORTAL_BASE_URL).hostname or "localhost"
+    return f"<reminder.{reminder.pk}.{reminder.stage}@{host}>"
+
+
+def send_reminder_email(reminder: Reminder, *, connection=None) -> None:
+    token = reminder.token if reminder.token_id else reminder.grant.token
+    assets = reminder_assets(reminder)
+    context = {
+        "reminder": reminder,
+        "client": reminder.client,
+        "assets": assets,
+        "ended": reminder.stage == "ended",
+        "ends_at": reminder.ends_at,
+        "what_stops": WHAT_STOPS.get(reminder.reason, "access ends"),
+        "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
+        "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
+        "is_user_token": token.kind == AccessToken.Kind.USER,
+        "reconnect_url": reconnect_url(token),
+        "PORTAL_NAME": settings.PORTAL_NAME,
+        "SUPPORT_EMAIL": settings.SUPPORT_EMAIL,
+        "HELP_CENTER_URL": settings.HELP_CENTER_URL,
+    }
+    subject = " ".join(render_to_string("emails/reminder_subject.txt", context).split())
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("emails/reminder.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[reminder.recipient_email],
+        connection=connection,
+        headers={"Message-ID": _message_id(reminder), "X-Portal-Reminder": str(reminder.pk)},
+    )
+    message.attach_alternative(render_to_string("emails/reminder.html", context), "text/html")
+    message.send()

@@ -1,0 +1,239 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.test import override_settings
+
+from tokens.models import AccessToken, Reminder, TokenEvent
+from tokens.reminders import current_stage, plan_reminders, release_expired_leases, send_due_reminders
+from tokens.tests.helpers import make_asset, make_client, make_contact, make_grant, make_token
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("reconnect_stub"),
+]
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def reconnect_stub(settings):
+    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
+    settings.REMINDER_STAGES_DAYS = [14, 7, 3, 1]
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def client_business():
+    return make_client(notification_emails="ops@acme.test, ANA@acme.test")
+
+
+@pytest.fixture
+def grantor(client_business):
+    return make_contact(client_business, email="ana@acme.test")
+
+
+def plan_and_send(now=None):
+    plan_reminders(now)
+    return send_due_reminders(now=now)
+
+
+def test_the_current_stage_is_the_smallest_one_already_reached():
+    ends = NOW + 5 * DAY
+    assert current_stage(ends, NOW) == ("7d", ends - 7 * DAY)
+    assert current_stage(ends, NOW - 20 * DAY) is None
+    assert current_stage(ends, ends) == ("ended", ends)
+
+
+def test_nothing_is_planned_before_the_first_stage(frozen, client_business, grantor):
+    make_token(client_business, granted_by=grantor, expires_at=NOW + 15 * DAY)
+
+    plan_reminders()
+
+    assert not Reminder.objects.exists()
+
+
+def test_the_grantor_and_the_notification_addresses_each_get_the_current_stage_once(frozen, client_business, grantor):
+    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 5 * DAY)
+
+    plan_reminders()
+    plan_reminders()
+
+    rows = Reminder.objects.order_by("recipient_email")
+    assert [(r.recipient_email, r.stage, r.reason, r.subject_key) for r in rows] == [
+        ("ana@acme.test", "7d", "token_expiring", f"token:{token.pk}"),
+        ("ops@acme.test", "7d", "token_expiring", f"token:{token.pk}"),
+    ]
+    assert rows[0].recipient_contact == grantor
+
+
+def test_a_grantor_who_turned_reminders_off_is_not_written_to(frozen, client_business):
+    quiet = make_contact(client_business, email="quiet@acme.test", receives_reminders=False)
+    make_token(client_business, granted_by=quiet, expires_at=NOW + 2 * DAY)
+
+    plan_reminders()
+
+    assert set(Reminder.objects.values_list("recipient_email", flat=True)) == {"ops@acme.test", "ana@acme.test"}
+
+
+def test_each_stage_goes_out_exactly_once_as_the_end_approaches(client_business, grantor):
+    ends = NOW + 20 * DAY
+    make_token(client_business, granted_by=grantor, expires_at=ends)
+    for moment in [NOW, ends - 14 * DAY, ends - 10 * DAY, ends - 7 * DAY, ends - 3 * DAY, ends - DAY, ends]:
+        with time_machine.travel(moment, tick=False):
+            plan_and_send()
+            plan_and_send()  # a second run changes nothing
+
+    assert Reminder.objects.filter(status="sent").count() == 10  # 5 stages x 2 recipients
+    stages_by_send = [r.stage for r in Reminder.objects.order_by("sent_at", "recipient_email")]
+    assert stages_by_send == ["14d", "14d", "7d", "7d", "3d", "3d", "1d", "1d", "ended", "ended"]
+    assert len(mail.outbox) == 10
+    assert len({m.extra_headers["X-Portal-Reminder"] for m in mail.outbox}) == 10
+
+
+def test_the_email_names_the_business_the_assets_the_date_and_a_reconnect_link_but_never_the_token(
+    frozen, client_business, grantor
+):
+    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY, value="EAAB-very-secret")
+    make_grant(token, make_asset(client_business, name="Acme Main Page"))
+
+    plan_and_send()
+
+    message = mail.outbox[0]
+    html = message.alternatives[0][0]
+    assert "Acme Bakery" in message.subject
+    for body in (message.body, html):
+        assert "Acme Main Page" in body
+        assert "5 March 2026" in body
+        assert f"/invite/reconnect-{client_business.pk}-{token.configuration_id}/" in body
+        assert "EAAB-very-secret" not in body
+    assert "EAAB-very-secret" not in message.subject
+    assert message.extra_headers["Message-ID"].startswith("<reminder.")
+
+
+def test_a_pending_reminder_whose_token_was_reconnected_is_cancelled_not_sent(frozen, client_business, grantor):
+    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    plan_reminders()
+    token.status = AccessToken.Status.SUPERSEDED
+    token.save()
+
+    result = send_due_reminders()
+
+    assert result.sent == 0 and result.cancelled == 2
+    assert not mail.outbox
+    assert set(Reminder.objects.values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_a_moved_expiry_cancels_the_stale_stage_and_plans_the_new_one(frozen, client_business, grantor):
+    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    plan_reminders()
+    token.expires_at = NOW + 10 * DAY
+    token.save()
+
+    result = plan_reminders()
+
+    assert result.cancelled == 2
+    assert set(Reminder.objects.filter(status="pending").values_list("stage", flat=True)) == {"14d"}
+
+
+def test_an_invalid_token_gets_one_ended_reminder(frozen, client_business, grantor):
+    make_token(client_business, granted_by=grantor, status=AccessToken.Status.INVALID, last_checked_at=NOW)
+
+    plan_and_send()
+    plan_and_send()
+
+    assert [r.stage for r in Reminder.objects.all()] == ["ended", "ended"]
+    assert len(mail.outbox) == 2
+    assert "stopped working" in mail.outbox[0].subject
+
+
+def test_asset_reminders_stop_for_re_selected_assets_and_continue_for_the_missing_one(frozen, client_business, grantor):
+    old = make_token(client_business, granted_by=grantor, expires_at=NOW + 60 * DAY)
+    kept, missing = make_asset(client_business, "Kept Page"), make_asset(client_business, "Missing Page")
+    make_grant(old, kept, user_access_expire_time=NOW + 10 * DAY)
+    missing_grant = make_grant(old, missing, user_access_expire_time=NOW + 10 * DAY)
+    plan_reminders()
+    assert Reminder.objects.filter(reason="asset_access_ending", stage="14d").count() == 4
+
+    # The person reconnects with the work account and re-selects only one asset.
+    old.status = AccessToken.Status.SUPERSEDED
+    old.save()
+    new = make_token(client_business, configuration=old.configuration, granted_by=grantor, expires_at=NOW + 60 * DAY)
+    make_grant(new, kept)
+    send_due_reminders()
+
+    assert {m.extra_headers["X-Portal-Reminder"] for m in mail.outbox} == {
+        str(pk) for pk in Reminder.objects.filter(subject_key=f"grant:{missing_grant.pk}").values_list("pk", flat=True)
+    }
+    assert "Missing Page" in mail.outbox[0].subject
+    with time_machine.travel(NOW + 4 * DAY, tick=False):
+        plan_and_send()
+    assert set(Reminder.objects.filter(status="sent").values_list("subject_key", "stage")) == {
+        (f"grant:{missing_grant.pk}", "14d"),
+        (f"grant:{missing_grant.pk}", "7d"),
+    }
+
+
+class FailingBackend:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("mail server down")
+
+
+@override_settings(EMAIL_BACKEND="tokens.tests.test_reminders.FailingBackend", REMINDER_MAX_ATTEMPTS=3)
+def test_failed_sends_are_retried_with_backoff_then_given_up_and_shown_to_staff(client_business, grantor):
+    make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    with time_machine.travel(NOW, tick=False):
+        plan_reminders()
+        first = send_due_reminders()
+        again_at_once = send_due_reminders()
+    reminder = Reminder.objects.get(recipient_email="ana@acme.test")
+    assert first.retried == 2 and again_at_once.claimed == 0
+    assert reminder.status == "pending" and reminder.attempts == 1
+    assert reminder.next_attempt_at == NOW + timedelta(minutes=5)
+    assert "mail server down" in reminder.last_error
+
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        send_due_reminders()
+    assert Reminder.objects.get(pk=reminder.pk).next_attempt_at == NOW + timedelta(minutes=15)
+    with time_machine.travel(NOW + timedelta(minutes=15), tick=False):
+        last = send_due_reminders()
+
+    assert last.failed == 2
+    assert set(Reminder.objects.values_list("status", "attempts")) == {("failed", 3)}
+    assert TokenEvent.objects.filter(kind="reminder_failed").count() == 2
+
+
+def test_a_dead_workers_batch_is_given_back_and_only_the_in_flight_message_counts_an_attempt(
+    frozen, client_business, grantor, settings
+):
+    make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    plan_reminders()
+    in_flight, untouched = Reminder.objects.order_by("pk")
+    # A worker claimed both and died while handing the first to the mail server.
+    Reminder.objects.update(status="sending", claimed_by="dead-worker", claimed_at=NOW)
+    Reminder.objects.filter(pk=in_flight.pk).update(send_started_at=NOW, attempts=1)
+
+    assert release_expired_leases(NOW + timedelta(seconds=settings.REMINDER_LEASE_SECONDS - 1)) == 0
+    assert release_expired_leases(NOW + timedelta(seconds=settings.REMINDER_LEASE_SECONDS + 1)) == 2
+
+    in_flight.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (untouched.status, untouched.attempts) == ("pending", 0)
+    assert (in_flight.status, in_flight.attempts) == ("pending", 1)
+    assert "may or may not have been delivered" in in_flight.last_error

@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("admin/dashboard/", include("verification.urls")),  # staff risk dashboard (before the admin's catch-all)
     path("admin/", admin.site.urls),
     path("", include("onboarding.urls")),
 ]

@@ -1,43 +1,180 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from graph import permissions
+
+from . import limits, services
 from .models import (
+    ApiCallHour,
     AppRole,
     BusinessVerification,
+    MarketingAccessLevel,
     PermissionAccess,
+    StaffAlert,
     TechProviderVerification,
+    UpkeepRule,
     VerificationTransition,
 )
 
 
-class VerificationTransitionInline(admin.TabularInline):
-    model = VerificationTransition
-    extra = 0
-    can_delete = False
-    readonly_fields = ("from_status", "to_status", "actor", "note", "at")
-
+class ReadOnlyAdminMixin:
     def has_add_permission(self, request, obj=None):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class VerificationTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = VerificationTransition
+    extra = 0
+    readonly_fields = ("at", "from_status", "to_status", "actor", "note")
+    fields = readonly_fields
+
+
+class ChangeStatusForm(forms.Form):
+    new_status = forms.ChoiceField(label="New status")
+    notified_on = forms.DateField(
+        required=False,
+        label="Meta's notification date",
+        help_text="Required for “Required”: the 60-day deadline counts from it. Optional for “Lost”. YYYY-MM-DD.",
+    )
+    note = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Recorded with the change. Resubmitting after a rejection: say what changed in the use case.",
+    )
+
+    def __init__(self, *args, record: TechProviderVerification, **kwargs):
+        super().__init__(*args, **kwargs)
+        status = TechProviderVerification.Status
+        self.fields["new_status"].choices = [(s, status(s).label) for s in services.allowed_next_statuses(record)]
 
 
 @admin.register(TechProviderVerification)
 class TechProviderVerificationAdmin(admin.ModelAdmin):
-    list_display = ("name", "meta_business_id", "is_provider", "status", "deadline", "expected_decision_on")
+    list_display = (
+        "name", "meta_business_id", "is_provider", "status", "deadline", "days_left", "expected_decision_on",
+    )
     list_filter = ("status", "is_provider")
     search_fields = ("name", "meta_business_id")
+    # The status and its dates change only through change_status() (the "Change status" page).
+    readonly_fields = (
+        "status_with_link", "notified_on", "deadline", "days_left", "submitted_at", "expected_decision_on",
+        "decided_at", "updated_at",
+    )
+    fields = ("name", "meta_business_id", "is_provider", *readonly_fields, "notes")
     inlines = [VerificationTransitionInline]
+
+    @admin.display(description="Days left")
+    def days_left(self, obj: TechProviderVerification):
+        days = obj.days_until_deadline()
+        if days is None:
+            return "—"
+        return f"{-days} days overdue" if days < 0 else days
+
+    @admin.display(description="Status")
+    def status_with_link(self, obj: TechProviderVerification):
+        if obj.pk is None:
+            return obj.get_status_display()
+        url = reverse("admin:verification_techproviderverification_status", args=[obj.pk])
+        return format_html('{} · <a href="{}">Change status</a>', obj.get_status_display(), url)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:pk>/status/",
+                self.admin_site.admin_view(self.change_status_view),
+                name="verification_techproviderverification_status",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_status_view(self, request, pk: int):
+        record = get_object_or_404(TechProviderVerification, pk=pk)
+        if not self.has_change_permission(request, record):
+            return redirect("admin:index")
+        form = ChangeStatusForm(request.POST or None, record=record)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.change_status(
+                    record,
+                    form.cleaned_data["new_status"],
+                    actor=request.user,
+                    note=form.cleaned_data["note"],
+                    notified_on=form.cleaned_data["notified_on"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                self.message_user(request, f"{record.name} is now “{record.get_status_display()}”.", messages.SUCCESS)
+                return redirect("admin:verification_techproviderverification_change", record.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change the status of {record.name}",
+            "record": record,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/verification/change_status.html", context)
 
 
 @admin.register(BusinessVerification)
 class BusinessVerificationAdmin(admin.ModelAdmin):
     list_display = ("name", "meta_business_id", "status", "verified_at")
     list_filter = ("status",)
+    search_fields = ("name", "meta_business_id")
+
+
+class GatedFilter(admin.SimpleListFilter):
+    title = "gated by Tech Provider verification"
+    parameter_name = "gated"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Gated"), ("no", "Not gated")]
+
+    def queryset(self, request, queryset):
+        gated = Q(permission__in=permissions.TECH_PROVIDER_GATED)
+        if self.value() == "yes":
+            return queryset.filter(gated)
+        if self.value() == "no":
+            return queryset.exclude(gated)
+        return queryset
 
 
 @admin.register(PermissionAccess)
 class PermissionAccessAdmin(admin.ModelAdmin):
-    list_display = ("permission", "access_level", "review_state")
-    list_filter = ("access_level", "review_state")
+    list_display = ("permission", "access_level", "review_state", "gated", "user_tokens", "system_user_tokens")
+    list_editable = ("access_level", "review_state")
+    list_filter = ("access_level", "review_state", GatedFilter)
     search_fields = ("permission",)
+    readonly_fields = ("gated", "user_tokens", "system_user_tokens", "description", "updated_at")
+
+    @admin.display(description="Gated by Tech Provider verification", boolean=True)
+    def gated(self, obj: PermissionAccess) -> bool:
+        return obj.gated_by_tech_provider
+
+    @admin.display(description="FLfB user tokens", boolean=True)
+    def user_tokens(self, obj: PermissionAccess) -> bool:
+        return obj.supported_for_user
+
+    @admin.display(description="FLfB system-user tokens", boolean=True)
+    def system_user_tokens(self, obj: PermissionAccess) -> bool:
+        return obj.supported_for_system_user
+
+    @admin.display(description="What it allows")
+    def description(self, obj: PermissionAccess) -> str:
+        return permissions.describe(obj.permission)
 
 
 @admin.register(AppRole)
@@ -45,3 +182,65 @@ class AppRoleAdmin(admin.ModelAdmin):
     list_display = ("name", "role", "meta_user_id", "email")
     list_filter = ("role",)
     search_fields = ("name", "meta_user_id", "email")
+
+
+@admin.register(UpkeepRule)
+class UpkeepRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_active", "describe")
+    list_filter = ("is_active",)
+    actions = ["make_active"]
+
+    @admin.action(description="Make the selected rule the one in force")
+    def make_active(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one rule.", messages.ERROR)
+            return
+        rule = queryset.get()
+
+        with transaction.atomic():
+            UpkeepRule.objects.filter(is_active=True).update(is_active=False)
+            UpkeepRule.objects.filter(pk=rule.pk).update(is_active=True)
+        self.message_user(request, f"“{rule.name}” is now the rule in force.", messages.SUCCESS)
+
+
+@admin.register(MarketingAccessLevel)
+class MarketingAccessLevelAdmin(admin.ModelAdmin):
+    list_display = ("level", "system_users", "admin_system_users", "is_current")
+    actions = ["make_current"]
+
+    def changelist_view(self, request, extra_context=None):
+        for usage in limits.system_user_usage():
+            if usage.warning:
+                self.message_user(request, usage.warning, messages.WARNING)
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description="Make the selected level the provider's current one")
+    def make_current(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one level.", messages.ERROR)
+            return
+        level = queryset.get()
+
+        with transaction.atomic():
+            MarketingAccessLevel.objects.filter(is_current=True).update(is_current=False)
+            MarketingAccessLevel.objects.filter(pk=level.pk).update(is_current=True)
+        for usage in limits.system_user_usage(level):
+            if usage.headroom < 0:
+                self.message_user(request, usage.warning, messages.WARNING)
+        self.message_user(request, f"The current access level is now {level}.", messages.SUCCESS)
+
+
+@admin.register(ApiCallHour)
+class ApiCallHourAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("hour", "api", "calls", "errors")
+    list_filter = ("api",)
+    date_hierarchy = "hour"
+
+
+@admin.register(StaffAlert)
+class StaffAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "kind", "subject", "status", "attempts", "sent_at", "resolved_at")
+    list_filter = ("kind", "status")
+    search_fields = ("key", "subject")
+
+

@@ -1,0 +1,110 @@
+"""Staff alerts: each is claimed by a unique key before it is sent, so it goes out once per stage/episode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import emails
+from .models import StaffAlert, TechProviderVerification
+from .upkeep import active_rule, upkeep_figures
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+DEADLINE = "verification_deadline"
+UPKEEP = "upkeep_at_risk"
+
+
+def staff_recipients() -> list[str]:
+    """Active superusers with an email, plus VERIFICATION_STAFF_ALERT_EMAILS."""
+    users = get_user_model().objects.filter(is_superuser=True, is_active=True).exclude(email="")
+    addresses = {email.strip().lower() for email in users.values_list("email", flat=True)}
+    addresses |= {email.strip().lower() for email in settings.VERIFICATION_STAFF_ALERT_EMAILS if email.strip()}
+    return sorted(addresses)
+
+
+def claim(key: str, kind: str) -> StaffAlert | None:
+    """The alert row, if this caller won the right to send it; None if it is sent or being sent."""
+    try:
+        with transaction.atomic():
+            return StaffAlert.objects.create(key=key, kind=kind, attempts=1)
+    except IntegrityError:
+        pass
+    retried = StaffAlert.objects.filter(key=key, status=StaffAlert.Status.FAILED, attempts__lt=MAX_ATTEMPTS).update(
+        status=StaffAlert.Status.SENDING, attempts=F("attempts") + 1
+    )
+    return StaffAlert.objects.get(key=key) if retried else None
+
+
+def deliver(alert: StaffAlert, send: Callable[[list[str]], str]) -> bool:
+    """Send a claimed alert and record the outcome; a failure is kept for a later retry."""
+    recipients = staff_recipients()
+    try:
+        if not recipients:
+            raise ValueError(
+                "No staff administrator has an email address (add one, or set VERIFICATION_STAFF_ALERT_EMAILS)."
+            )
+        subject = send(recipients)
+    except Exception as exc:
+        logger.warning("Staff alert %s not sent: %s", alert.key, exc.__class__.__name__)
+        StaffAlert.objects.filter(pk=alert.pk).update(status=StaffAlert.Status.FAILED, last_error=str(exc)[:1000])
+        return False
+    StaffAlert.objects.filter(pk=alert.pk).update(
+        status=StaffAlert.Status.SENT, sent_at=timezone.now(), subject=subject[:300],
+        recipients=", ".join(recipients), last_error="",
+    )
+    return True
+
+
+def due_stage(days_left: int, stages: list[int]) -> int | None:
+    """The most urgent stage reached: with 10 days left and stages 30/14/7, that is 14."""
+    reached = [stage for stage in stages if days_left <= stage]
+    return min(reached) if reached else None
+
+
+def send_deadline_alerts(today: date | None = None) -> int:
+    """Email staff administrators as each verification deadline nears; once per record, deadline and stage."""
+    today = today or timezone.localdate()
+    stages = sorted(set(settings.VERIFICATION_DEADLINE_ALERT_DAYS))
+    sent = 0
+    running = TechProviderVerification.objects.filter(
+        status__in=TechProviderVerification.DEADLINE_STATUSES, deadline__isnull=False
+    )
+    for record in running:
+        days_left = record.days_until_deadline(today)
+        stage = due_stage(days_left, stages)
+        if stage is None:
+            continue
+        # The deadline is part of the key: a new notification date starts the stages again.
+        alert = claim(f"deadline:{record.pk}:{record.deadline.isoformat()}:{stage}d", DEADLINE)
+        if alert is None:
+            continue
+        if deliver(alert, lambda to, r=record, s=stage, d=days_left: emails.send_verification_deadline(r, s, d, to)):
+            sent += 1
+    return sent
+
+
+def check_upkeep(now: datetime | None = None) -> bool:
+    """Email staff once when the active rule's calls or error rate is at risk; a recovery closes the episode."""
+    now = now or timezone.now()
+    rule = active_rule()
+    if rule is None:
+        return False
+    figures = upkeep_figures(rule, now)
+    alerts = StaffAlert.objects.filter(kind=UPKEEP)
+    if not figures.at_risk:
+        alerts.filter(resolved_at__isnull=True).update(resolved_at=now)
+        return False
+    open_alert = alerts.filter(resolved_at__isnull=True).first()
+    # Episodes are numbered, so two workers that both see none open race for the same key.
+    key = open_alert.key if open_alert else f"upkeep:{alerts.count() + 1}"
+    alert = claim(key, UPKEEP)
+    return bool(alert and deliver(alert, lambda to: emails.send_upkeep_at_risk(figures, to)))

@@ -241,32 +241,3 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
-
-# --- verification (standing with Meta: deadline alerts, upkeep ledger) ---
-# Days before a Tech Provider verification deadline at which staff administrators are emailed, once each.
-VERIFICATION_DEADLINE_ALERT_DAYS = env.list("VERIFICATION_DEADLINE_ALERT_DAYS", cast=int, default=[30, 14, 7, 3, 1])
-# Extra recipients of staff alerts, besides active superusers with an email.
-VERIFICATION_STAFF_ALERT_EMAILS = env.list("VERIFICATION_STAFF_ALERT_EMAILS", default=[])
-# Upkeep projection: will the calls window still meet the rule's minimum in this many days?
-VERIFICATION_UPKEEP_PROJECTION_DAYS = env.int("VERIFICATION_UPKEEP_PROJECTION_DAYS", default=7)
-# Hourly ledger buckets older than this are deleted (the rules look back 15 days).
-VERIFICATION_LEDGER_RETENTION_DAYS = env.int("VERIFICATION_LEDGER_RETENTION_DAYS", default=90)
-CELERY_BEAT_SCHEDULE.update(
-    {
-        "verification-deadline-alerts": {
-            "task": "verification.send_deadline_alerts",
-            "schedule": 3600.0,
-            "options": {"expires": 3000},
-        },
-        "verification-check-upkeep": {
-            "task": "verification.check_upkeep",
-            "schedule": 3600.0,
-            "options": {"expires": 3000},
-        },
-        "verification-prune-ledger": {
-            "task": "verification.prune_ledger",
-            "schedule": 86400.0,
-            "options": {"expires": 3600},
-        },
-    }
-)

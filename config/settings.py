@@ -241,3 +241,9 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# --- onboarding -------------------------------------------------------------------------------
+# Invitation links expire after this many days; login `state` after ONBOARDING_STATE_TTL_SECONDS.
+INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
+ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=15 * 60)
+# PORTAL_RECONNECT_URL_BUILDER (defined above) points at onboarding.links.reconnect_url.

@@ -1,0 +1,211 @@
+"""Public onboarding pages and Meta's callbacks. Thin: the work is in flow, invitations, meta_callbacks."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from graph.permissions import ASSET_TYPES, describe
+from graph.signatures import SignedRequestError, parse_signed_request, verify_webhook_signature
+from tokens.meta import graph_client
+
+from . import flow, meta_callbacks
+from .failures import STATE_FAILURE, failure_for
+from .invitations import InvitationError, check_usable, mark_opened, resolve_invitation
+from .models import DataDeletionRequest, Invitation, LoginAttempt, LoginConfiguration
+
+logger = logging.getLogger(__name__)
+
+_INVITATION_ERROR_STATUS = {
+    InvitationError.MALFORMED: 404,
+    InvitationError.EXPIRED: 410,
+    InvitationError.REVOKED: 410,
+    InvitationError.USED: 410,
+}
+
+
+def _invitation_error(request: HttpRequest, error: InvitationError) -> HttpResponse:
+    return render(
+        request,
+        "onboarding/invitation_error.html",
+        {"kind": error.kind, "invitation": error.invitation},
+        status=_INVITATION_ERROR_STATUS[error.kind],
+    )
+
+
+def _link_expired(request: HttpRequest, status: int = 400) -> HttpResponse:
+    return render(request, "onboarding/link_expired.html", {"failure": STATE_FAILURE}, status=status)
+
+
+@never_cache
+@require_GET
+def invitation(request: HttpRequest, key: str) -> HttpResponse:
+    try:
+        invitation = resolve_invitation(key)
+    except InvitationError as error:
+        return _invitation_error(request, error)
+    mark_opened(invitation)
+    flow.allow_invitation(request.session, invitation)
+    configuration = invitation.configuration
+    system_user = configuration.token_type == LoginConfiguration.TokenType.SYSTEM_USER
+    return render(
+        request,
+        "onboarding/invitation.html",
+        {
+            "invitation": invitation,
+            "client": invitation.client,
+            "configuration": configuration,
+            "permissions": [(name, describe(name)) for name in configuration.permissions],
+            "asset_types": [ASSET_TYPES.get(kind, kind) for kind in configuration.asset_types],
+            "system_user": system_user,
+            "mobile_warning": system_user and flow.is_mobile(request.headers.get("User-Agent", "")),
+            "reconnect": invitation.mode == Invitation.Mode.RECONNECT,
+        },
+    )
+
+
+@never_cache
+@require_POST
+def start(request: HttpRequest) -> HttpResponse:
+    invitation_id = request.POST.get("invitation", "")
+    if not flow.invitation_allowed(request.session, invitation_id):
+        return _link_expired(request)
+    invitation = Invitation.objects.select_related("client", "configuration").filter(pk=int(invitation_id)).first()
+    if invitation is None:
+        return _link_expired(request)
+    try:
+        check_usable(invitation, allow_used=True)
+    except InvitationError as error:
+        return _invitation_error(request, error)
+    binding = flow.session_binding(request.session)
+    attempt, state = flow.start_login(invitation, binding=binding, user_agent=request.headers.get("User-Agent", ""))
+    with graph_client() as graph:
+        return HttpResponseRedirect(flow.dialog_url(attempt, state, graph))
+
+
+@never_cache
+@require_GET
+def callback(request: HttpRequest) -> HttpResponse:
+    try:
+        attempt = flow.claim_attempt(request.GET.get("state"), flow.current_binding(request.session))
+    except flow.StateError as error:
+        replay = error.attempt
+        # A reload or replay of a finished (or in-flight) callback in the same browser shows its result.
+        if error.kind == "reused" and replay.outcome in (LoginAttempt.Outcome.SUCCEEDED, LoginAttempt.Outcome.PENDING):
+            return redirect("onboarding:result", attempt_id=replay.pk)
+        logger.info("Callback refused: %s state", error.kind)
+        return _link_expired(request)
+    with graph_client() as graph:
+        attempt = flow.complete_callback(attempt, request.GET, graph)
+    return redirect("onboarding:result", attempt_id=attempt.pk)
+
+
+@never_cache
+@require_GET
+def result(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = (
+        LoginAttempt.objects.select_related("client", "configuration", "invitation", "token")
+        .filter(pk=attempt_id)
+        .first()
+    )
+    binding = flow.current_binding(request.session)
+    if attempt is None or not binding or not hmac.compare_digest(attempt.session_key_hash, binding):
+        return render(request, "onboarding/not_found.html", status=404)
+    context = {"attempt": attempt, "client": attempt.client, "configuration": attempt.configuration}
+    if attempt.outcome == LoginAttempt.Outcome.SUCCEEDED and attempt.token is not None:
+        context["grants"] = flow.connected_grants(attempt.token)
+        if attempt.mode == Invitation.Mode.RECONNECT:
+            context["comparison"] = flow.compare_with_previous(attempt.token)
+    elif attempt.outcome in (LoginAttempt.Outcome.FAILED, LoginAttempt.Outcome.CANCELLED):
+        context["failure"] = failure_for(attempt.failure_kind)
+    elif attempt.outcome == LoginAttempt.Outcome.EXPIRED:
+        context["failure"] = STATE_FAILURE
+    context["can_retry"] = attempt.invitation_id is not None and flow.invitation_allowed(
+        request.session, attempt.invitation_id
+    )
+    return render(request, "onboarding/result.html", context)
+
+
+# --- Meta's callbacks (CSRF exempt: Meta posts them, signed) ----------------------------------
+
+
+def _signed_request(request: HttpRequest) -> dict | JsonResponse:
+    try:
+        return parse_signed_request(request.POST.get("signed_request"), settings.META_APP_SECRET)
+    except SignedRequestError as error:
+        logger.warning("Refused a signed_request from %s: %s", request.path, error.reason)
+        return JsonResponse({"error": {"reason": error.reason, "message": str(error)}}, status=400)
+
+
+def _user_id(payload: dict) -> str | JsonResponse:
+    user_id = payload.get("user_id")
+    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or not str(user_id).strip():
+        return JsonResponse({"error": {"reason": "malformed", "message": "The payload names no user_id."}}, status=400)
+    return str(user_id)
+
+
+@csrf_exempt
+@require_POST
+def deauthorize(request: HttpRequest) -> JsonResponse:
+    payload = _signed_request(request)
+    if isinstance(payload, JsonResponse):
+        return payload
+    user_id = _user_id(payload)
+    if isinstance(user_id, JsonResponse):
+        return user_id
+    revoked = meta_callbacks.deauthorize(user_id)
+    return JsonResponse({"success": True, "tokens_revoked": revoked})
+
+
+@csrf_exempt
+@require_POST
+def data_deletion(request: HttpRequest) -> JsonResponse:
+    payload = _signed_request(request)
+    if isinstance(payload, JsonResponse):
+        return payload
+    user_id = _user_id(payload)
+    if isinstance(user_id, JsonResponse):
+        return user_id
+    deletion = meta_callbacks.delete_user_data(user_id)
+    url = f"{settings.PORTAL_BASE_URL}/meta/data-deletion/{deletion.confirmation_code}/"
+    return JsonResponse({"url": url, "confirmation_code": deletion.confirmation_code})
+
+
+@require_GET
+def data_deletion_status(request: HttpRequest, code: str) -> HttpResponse:
+    deletion = DataDeletionRequest.objects.filter(confirmation_code=code).first()
+    return render(
+        request,
+        "onboarding/deletion_status.html",
+        {"deletion": deletion, "code": code},
+        status=200 if deletion else 404,
+    )
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def webhooks(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        mode = request.GET.get("hub.mode", "")
+        token = request.GET.get("hub.verify_token", "")
+        challenge = request.GET.get("hub.challenge", "")
+        expected = settings.META_WEBHOOK_VERIFY_TOKEN
+        if mode == "subscribe" and expected and hmac.compare_digest(token.encode(), expected.encode()):
+            return HttpResponse(challenge, content_type="text/plain")
+        return HttpResponse("Verification failed.", status=403, content_type="text/plain")
+    raw_body = request.body
+    if not verify_webhook_signature(raw_body, request.headers.get("X-Hub-Signature-256"), settings.META_APP_SECRET):
+        logger.warning("Refused a webhook with a bad signature")
+        return JsonResponse({"error": "bad signature"}, status=403)
+    try:
+        is_new, summary = meta_callbacks.receive_webhook(raw_body)
+    except meta_callbacks.WebhookPayloadError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({"received": True, "duplicate": not is_new, **summary})

@@ -237,8 +237,9 @@ class UpkeepRule(models.Model):
             ),
             models.CheckConstraint(
                 condition=(
-                    models.Q(error_window="days", error_window_days__gt=0)
-                    | models.Q(error_window="calls", error_window_calls__gt=0)
+                    # isnull=False: a CHECK on NULL > 0 would pass.
+                    models.Q(error_window="days", error_window_days__isnull=False, error_window_days__gt=0)
+                    | models.Q(error_window="calls", error_window_calls__isnull=False, error_window_calls__gt=0)
                 ),
                 name="upkeep_error_window_sized",
                 violation_error_message="Give the error-rate window its size (days or number of calls).",

@@ -53,3 +53,56 @@ def pytest_configure(config) -> None:
         url = os.environ.get("DATABASE_URL", "")
         if not url.startswith(("postgres://", "postgresql://")):
             raise pytest.UsageError("PORTAL_REQUIRE_SERVICES=1 needs DATABASE_URL pointing at PostgreSQL.")
+
+
+# --- Whole-run leak check (graph engineer): no secret in any URL sent, log record or
+# request line our test servers received. See graph/leakcheck.py.
+
+
+def leak_check_secrets() -> list[str]:
+    """The app secret, and every token, code and secret the simulator issued during the run."""
+    from django.conf import settings
+
+    secrets = [settings.META_APP_SECRET]
+    try:
+        from simulator.api import issued_secrets
+    except ImportError:  # the simulator is not installed (or not written yet)
+        return secrets
+    return secrets + list(issued_secrets())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaks():
+    from django.core.servers.basehttp import WSGIRequestHandler
+    from django.test.testcases import QuietWSGIRequestHandler
+
+    from graph.leakcheck import LeakRecorder
+
+    recorder = LeakRecorder()
+    undo = [
+        recorder.install(),
+        recorder.record_request_lines(WSGIRequestHandler),
+        recorder.record_request_lines(QuietWSGIRequestHandler),
+    ]
+    yield recorder
+    for step in reversed(undo):
+        step()
+    leaks = recorder.find_leaks(leak_check_secrets())
+    if leaks:
+        shown = "\n".join(leaks[:25]) + (f"\n... and {len(leaks) - 25} more" if len(leaks) > 25 else "")
+        pytest.fail(f"Secrets leaked into URLs, logs or request lines during the run:\n{shown}", pytrace=False)
+
+
+# --- Meta simulator (simulator engineer): a live server standing where Meta's hosts stand.
+
+
+@pytest.fixture
+def simulated_meta(live_server, settings):
+    """Reset and seed the simulator, register the portal's app, point META_* settings at it.
+
+    Yields `simulator.testing.SimulatedMeta` (base URLs, app credentials, `.api`). Needs the
+    database across threads, which `live_server` provides (transactional).
+    """
+    from simulator.testing import start
+
+    yield start(live_server.url, settings)

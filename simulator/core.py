@@ -1,0 +1,512 @@
+"""The simulator's engine: its clock, faults, Meta-shaped errors, token and code lifecycles.
+
+Durations follow meta-graph-facts.md; each one has its reason beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+import string
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import (
+    SimApp,
+    SimAsset,
+    SimBusiness,
+    SimCode,
+    SimConfiguration,
+    SimPerson,
+    SimState,
+    SimSystemUser,
+    SimToken,
+)
+
+# Authorization codes are single use and short-lived; Embedded Signup's live ~30 s (facts file).
+CODE_LIFETIME = timedelta(minutes=10)
+EMBEDDED_SIGNUP_CODE_LIFETIME = timedelta(seconds=30)
+# A user token from a code is short-lived (about 1-2 hours); the long-lived exchange gives ~60 days.
+SHORT_LIVED_USER_TOKEN = timedelta(hours=2)
+LONG_LIVED_TOKEN = timedelta(days=60)
+# Data access ends 90 days after the person's last activity with the app.
+DATA_ACCESS_LIFETIME = timedelta(days=90)
+# After a business moves to managed Meta accounts, personal-account grants end 30 days later.
+MANAGED_ACCOUNT_GRACE = timedelta(days=30)
+# Timestamped appsecret_proof lives 5 minutes.
+PROOF_MAX_AGE_SECONDS = 300
+
+ALPHANUMERIC = string.ascii_letters + string.digits
+
+_issued_lock = threading.Lock()
+_issued: set[str] = set()
+
+
+def remember_secret(value: str) -> str:
+    """Record a token, code or app secret this process handed out (for the leak check)."""
+    with _issued_lock:
+        _issued.add(value)
+    return value
+
+
+def issued_secrets() -> set[str]:
+    with _issued_lock:
+        return set(_issued)
+
+
+def random_string(length: int) -> str:
+    return "".join(secrets.choice(ALPHANUMERIC) for _ in range(length))
+
+
+def fbtrace_id() -> str:
+    return random_string(11)
+
+
+# --- state and clock ------------------------------------------------------------------------
+
+
+def state() -> SimState:
+    return SimState.objects.get_or_create(pk=1)[0]
+
+
+def now() -> datetime:
+    """Meta's clock: Django's (so time_machine moves it) plus the offset set by advance_clock()."""
+    offset = SimState.objects.filter(pk=1).values_list("clock_offset_seconds", flat=True).first() or 0
+    return timezone.now() + timedelta(seconds=offset)
+
+
+def unix(moment: datetime | None) -> int:
+    return int(moment.timestamp()) if moment else 0
+
+
+def meta_datetime(moment: datetime) -> str:
+    """Graph API datetime format, e.g. 2026-12-23T18:00:00+0000."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class GraphFault(Exception):
+    """A Graph API error, rendered exactly in Meta's JSON shape."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        subcode: int | None = None,
+        error_type: str = "OAuthException",
+        status: int = 400,
+        user_title: str | None = None,
+        user_msg: str | None = None,
+        is_transient: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.subcode = subcode
+        self.error_type = error_type
+        self.status = status
+        self.user_title = user_title
+        self.user_msg = user_msg
+        self.is_transient = is_transient
+        self.headers = headers or {}
+
+    def payload(self) -> dict:
+        error: dict = {"message": self.message, "type": self.error_type, "code": self.code}
+        if self.subcode is not None:
+            error["error_subcode"] = self.subcode
+        if self.user_title:
+            error["error_user_title"] = self.user_title
+        if self.user_msg:
+            error["error_user_msg"] = self.user_msg
+        error["is_transient"] = self.is_transient
+        error["fbtrace_id"] = fbtrace_id()
+        return {"error": error}
+
+
+def missing_object(object_id: str, method: str = "get") -> GraphFault:
+    return GraphFault(
+        100,
+        f"Unsupported {method} request. Object with ID '{object_id}' does not exist, cannot be loaded due to "
+        "missing permissions, or does not support this operation. Please read the Graph API documentation at "
+        "https://developers.facebook.com/docs/graph-api",
+        subcode=33,
+        error_type="GraphMethodException",
+    )
+
+
+def missing_parameter(name: str) -> GraphFault:
+    return GraphFault(100, f"(#100) The parameter {name} is required")
+
+
+# 190 subcodes and the messages Meta sends with them.
+INVALIDATION_MESSAGES = {
+    458: "Error validating access token: The user has not authorized application {app_id}.",
+    459: "Error validating access token: You cannot access the app till you log in to www.facebook.com and follow "
+    "the instructions given.",
+    460: "Error validating access token: The session has been invalidated because the user changed their password "
+    "or Facebook has changed the session for security reasons.",
+    463: "Error validating access token: Session has expired on {expired}. The current time is {now}.",
+    464: "Error validating access token: Sessions for the user are not allowed because the user is not a confirmed "
+    "user.",
+    467: "Error validating access token: The session is invalid because the user logged out.",
+    492: "Error validating access token: The session is invalid because the user's role on the page changed.",
+}
+
+
+def _human_time(moment: datetime) -> str:
+    return moment.strftime("%A, %d-%b-%y %H:%M:%S UTC")
+
+
+def token_problem(token: SimToken, at: datetime) -> tuple[int | None, str] | None:
+    """Why this token no longer works, as (190 subcode, message), or None while it is valid."""
+    if token.invalid_subcode is not None:
+        template = token.invalid_message or INVALIDATION_MESSAGES.get(
+            token.invalid_subcode, "Invalid OAuth access token."
+        )
+        return token.invalid_subcode, template.format(app_id=token.app.app_id, expired="", now="")
+    if token.expires_at is not None and token.expires_at <= at:
+        return 463, INVALIDATION_MESSAGES[463].format(expired=_human_time(token.expires_at), now=_human_time(at))
+    return None
+
+
+def invalid_token_fault(subcode: int | None, message: str) -> GraphFault:
+    return GraphFault(190, message, subcode=subcode)
+
+
+# --- callers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    """Who a Graph call is made as: an app (app access token) or a user/system-user token."""
+
+    app: SimApp
+    token: SimToken | None = None
+    raw: str = field(default="", repr=False)
+
+    @property
+    def is_app(self) -> bool:
+        return self.token is None
+
+
+def parse_app_token(value: str) -> SimApp | None:
+    app_id, sep, secret = value.partition("|")
+    if not sep:
+        return None
+    app = SimApp.objects.filter(app_id=app_id).first()
+    if app is None or not hmac.compare_digest(app.app_secret, secret):
+        return None
+    return app
+
+
+def resolve_caller(value: str | None, at: datetime) -> Caller:
+    if not value:
+        raise GraphFault(104, "An access token is required to request this resource.")
+    if "|" in value:
+        app = parse_app_token(value)
+        if app is None:
+            raise invalid_token_fault(None, "Invalid OAuth access token signature.")
+        return Caller(app=app, raw=value)
+    token = SimToken.objects.select_related("app", "person", "system_user", "business").filter(value=value).first()
+    if token is None:
+        raise invalid_token_fault(None, "Invalid OAuth access token - Cannot parse access token")
+    problem = token_problem(token, at)
+    if problem:
+        raise invalid_token_fault(*problem)
+    return Caller(app=token.app, token=token, raw=value)
+
+
+def appsecret_proof(secret: str, token: str, proof_time: str | None = None) -> str:
+    message = f"{token}|{proof_time}" if proof_time else token
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def check_proof(caller: Caller, params: dict, *, required: bool | None = None) -> None:
+    """Validate appsecret_proof (plain or timestamped) as Meta does; app tokens carry the secret already."""
+    proof = params.get("appsecret_proof") or ""
+    proof_time = params.get("appsecret_time") or None
+    if required is None:
+        required = caller.app.require_proof and not caller.is_app
+    if not proof:
+        if required:
+            raise GraphFault(
+                100, "API calls from the server require an appsecret_proof argument", error_type="GraphMethodException"
+            )
+        return
+    invalid = GraphFault(100, "Invalid appsecret_proof provided in the API argument")
+    if proof_time is not None:
+        # The caller's clock is real time, so the 5-minute window is checked against Django's
+        # clock, not the simulator's advanced one.
+        try:
+            age = timezone.now().timestamp() - int(proof_time)
+        except ValueError:
+            raise invalid
+        if abs(age) > PROOF_MAX_AGE_SECONDS:
+            raise invalid
+    expected = appsecret_proof(caller.app.app_secret, caller.raw, proof_time)
+    if not hmac.compare_digest(expected, proof.lower()):
+        raise invalid
+
+
+# --- faults and usage -------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    kind: str  # "timeout", "error", "rate_limit"
+    state: SimState
+
+
+def draw_fault(current: SimState) -> str | None:
+    """One uniform draw per call decides timeout, error or rate limit; seeded draws replay exactly."""
+    total = current.timeout_rate + current.error_rate + current.rate_limit_rate
+    if total <= 0:
+        return None
+    if current.fault_seed is not None:
+        with transaction.atomic():
+            draw = SimState.objects.select_for_update().get(pk=1).fault_draws
+            SimState.objects.filter(pk=1).update(fault_draws=F("fault_draws") + 1)
+        u = random.Random(f"{current.fault_seed}:{draw}").random()
+    else:
+        u = random.random()
+    if u < current.timeout_rate:
+        return "timeout"
+    if u < current.timeout_rate + current.error_rate:
+        return "error"
+    if u < total:
+        return "rate_limit"
+    return None
+
+
+def transient_fault(sequence: int) -> GraphFault:
+    if sequence % 2:
+        return GraphFault(
+            2, "Service temporarily unavailable", error_type="OAuthException", status=503, is_transient=True
+        )
+    return GraphFault(1, "An unknown error occurred", error_type="OAuthException", status=500, is_transient=True)
+
+
+def timeout_fault() -> GraphFault:
+    return GraphFault(
+        2,
+        "An unexpected error has occurred. Please retry your request later.",
+        status=504,
+        is_transient=True,
+    )
+
+
+RATE_LIMIT_MESSAGES = {
+    4: "(#4) Application request limit reached",
+    17: "(#17) User request limit reached",
+    32: "(#32) Page request limit reached",
+    613: "(#613) Calls to this api have exceeded the rate limit.",
+    80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
+    80004: "(#80004) There have been too many calls to this ad-account. Wait a bit and try again.",
+    80008: "(#80008) There have been too many calls to this WhatsApp Business account. Wait a bit and try again.",
+}
+
+
+def rate_limit_fault(code: int) -> GraphFault:
+    return GraphFault(
+        code,
+        RATE_LIMIT_MESSAGES.get(code, f"(#{code}) Rate limit reached"),
+        is_transient=True,
+        status=400,
+    )
+
+
+def app_calls_per_hour() -> int:
+    return int(getattr(settings, "SIMULATOR_APP_CALLS_PER_HOUR", 100_000))
+
+
+def record_calls(calls: int, at: datetime) -> SimState:
+    """Count HTTP requests and Graph calls (an ?ids= list or a batch counts each object/item)."""
+    with transaction.atomic():
+        current = SimState.objects.select_for_update().get_or_create(pk=1)[0]
+        if current.window_started_at is None or at - current.window_started_at >= timedelta(hours=1):
+            current.window_started_at = at
+            current.window_calls = 0
+        current.window_calls += calls
+        current.call_count += calls
+        current.request_count += 1
+        current.save(update_fields=["window_started_at", "window_calls", "call_count", "request_count"])
+    return current
+
+
+def usage_percent(current: SimState) -> int:
+    share = current.window_calls * 100 // max(app_calls_per_hour(), 1)
+    return int(min(100, max(current.usage_floor_percent, share)))
+
+
+# --- assets and grants -----------------------------------------------------------------------
+
+# Which asset kind each permission is granted on (granular_scopes target_ids).
+PERMISSION_TARGETS = {
+    "ads_management": SimAsset.Kind.AD_ACCOUNT,
+    "ads_read": SimAsset.Kind.AD_ACCOUNT,
+    "attribution_read": SimAsset.Kind.AD_ACCOUNT,
+    "business_management": "business",
+    "catalog_management": SimAsset.Kind.CATALOG,
+    "instagram_basic": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "instagram_content_publish": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "instagram_manage_comments": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "instagram_manage_insights": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "instagram_manage_messages": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "instagram_shopping_tag_products": SimAsset.Kind.INSTAGRAM_ACCOUNT,
+    "leads_retrieval": SimAsset.Kind.PAGE,
+    "page_events": SimAsset.Kind.PAGE,
+    "pages_manage_ads": SimAsset.Kind.PAGE,
+    "pages_manage_cta": SimAsset.Kind.PAGE,
+    "pages_manage_engagement": SimAsset.Kind.PAGE,
+    "pages_manage_instant_articles": SimAsset.Kind.PAGE,
+    "pages_manage_metadata": SimAsset.Kind.PAGE,
+    "pages_manage_posts": SimAsset.Kind.PAGE,
+    "pages_messaging": SimAsset.Kind.PAGE,
+    "pages_read_engagement": SimAsset.Kind.PAGE,
+    "pages_read_user_content": SimAsset.Kind.PAGE,
+    "pages_show_list": SimAsset.Kind.PAGE,
+    "read_insights": SimAsset.Kind.PAGE,
+    "whatsapp_business_management": SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT,
+    "whatsapp_business_messaging": SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT,
+}
+
+
+def granular_scopes(token: SimToken) -> list[dict]:
+    assets = list(SimAsset.objects.filter(asset_id__in=token.asset_ids).values_list("asset_id", "kind"))
+    result = []
+    for scope in token.scopes:
+        kind = PERMISSION_TARGETS.get(scope)
+        if kind is None:
+            result.append({"scope": scope})
+        elif kind == "business":
+            result.append({"scope": scope, "target_ids": [token.business.business_id] if token.business else []})
+        else:
+            result.append({"scope": scope, "target_ids": [a for a, k in assets if k == kind]})
+    return result
+
+
+def personal_access_ends(token: SimToken | None, business: SimBusiness) -> datetime | None:
+    """When a personal-account grant on this business's assets ends (managed-accounts migration)."""
+    if token is None or token.type != SimToken.Type.USER or business.managed_accounts_since is None:
+        return None
+    if token.person and token.person.is_managed_account:
+        return None
+    return business.managed_accounts_since + MANAGED_ACCOUNT_GRACE
+
+
+def token_business_ids(token: SimToken) -> set[str]:
+    ids = {token.business.business_id} if token.business else set()
+    if token.person:
+        ids |= set(token.person.businesses.values_list("business_id", flat=True))
+    return ids
+
+
+# --- issuing ----------------------------------------------------------------------------------
+
+
+def new_token_value() -> str:
+    return remember_secret("EAA" + random_string(180))
+
+
+def system_user_for(app: SimApp, business: SimBusiness) -> SimSystemUser:
+    digest = hashlib.sha256(f"{app.app_id}:{business.business_id}".encode()).hexdigest()
+    system_user_id = "6" + str(int(digest[:16], 16))[:14].rjust(14, "0")
+    return SimSystemUser.objects.get_or_create(
+        app=app,
+        business=business,
+        defaults={"system_user_id": system_user_id, "name": f"{app.name} system user"},
+    )[0]
+
+
+def create_token(
+    app: SimApp,
+    *,
+    token_type: str,
+    person: SimPerson | None,
+    business: SimBusiness | None,
+    configuration: SimConfiguration | None,
+    scopes: list[str],
+    asset_ids: list[str],
+    at: datetime,
+    expires_in: timedelta | None,
+    data_access_expires_in: timedelta | None = DATA_ACCESS_LIFETIME,
+    long_lived: bool = False,
+    parent: SimToken | None = None,
+    is_primary: bool = False,
+) -> SimToken:
+    system_user = None
+    if token_type == SimToken.Type.SYSTEM_USER:
+        if business is None:
+            raise ValueError("A system-user token needs a business.")
+        system_user = system_user_for(app, business)
+    elif "public_profile" not in scopes:
+        # Granted automatically with any user token (facts file).
+        scopes = [*scopes, "public_profile"]
+    return SimToken.objects.create(
+        value=new_token_value(),
+        app=app,
+        type=token_type,
+        person=person,
+        system_user=system_user,
+        business=business,
+        configuration=configuration,
+        parent=parent,
+        scopes=list(scopes),
+        asset_ids=[str(a).removeprefix("act_") for a in asset_ids],
+        issued_at=at,
+        expires_at=at + expires_in if expires_in else None,
+        data_access_expires_at=at + data_access_expires_in if data_access_expires_in else None,
+        long_lived=long_lived,
+        is_primary=is_primary,
+    )
+
+
+def token_lifetime_for(configuration: SimConfiguration | None, token_type: str) -> timedelta | None:
+    if token_type == SimToken.Type.USER:
+        return SHORT_LIVED_USER_TOKEN
+    if configuration and configuration.token_expiry == SimConfiguration.Expiry.SIXTY_DAYS:
+        return LONG_LIVED_TOKEN
+    return None
+
+
+def create_code(
+    app: SimApp,
+    *,
+    redirect_uri: str,
+    configuration: SimConfiguration | None,
+    person: SimPerson,
+    business: SimBusiness | None,
+    asset_ids: list[str],
+    scopes: list[str] | None = None,
+    embedded_signup: bool = False,
+) -> SimCode:
+    at = now()
+    lifetime = EMBEDDED_SIGNUP_CODE_LIFETIME if embedded_signup else CODE_LIFETIME
+    return SimCode.objects.create(
+        value=remember_secret("AQ" + random_string(220)),
+        app=app,
+        redirect_uri=redirect_uri,
+        configuration=configuration,
+        person=person,
+        business=business,
+        asset_ids=[str(a).removeprefix("act_") for a in asset_ids],
+        scopes=scopes or [],
+        created_at=at,
+        expires_at=at + lifetime,
+    )
+
+
+def invalidate_tokens(tokens, subcode: int, message: str = "") -> int:
+    return tokens.filter(invalid_subcode__isnull=True).update(invalid_subcode=subcode, invalid_message=message)

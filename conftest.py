@@ -106,18 +106,3 @@ def simulated_meta(live_server, settings):
     from simulator.testing import start
 
     yield start(live_server.url, settings)
-
-
-# --- Meta simulator (simulator engineer): a live server standing where Meta's hosts stand.
-
-
-@pytest.fixture
-def simulated_meta(live_server, settings):
-    """Reset and seed the simulator, register the portal's app, point META_* settings at it.
-
-    Yields `simulator.testing.SimulatedMeta` (base URLs, app credentials, `.api`). Needs the
-    database across threads, which `live_server` provides (transactional).
-    """
-    from simulator.testing import start
-
-    yield start(live_server.url, settings)

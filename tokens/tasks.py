@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
-from . import reminders
+from . import reminders, sweep
 
 
 @shared_task(name="tokens.plan_reminders")
@@ -35,3 +35,29 @@ def send_reminders() -> dict:
         "cancelled": result.cancelled,
         "released": result.released,
     }
+
+
+@shared_task(name="tokens.start_health_sweep")
+def start_health_sweep() -> dict:
+    """Beat: claim the due tokens and fan chunks of ids out to any number of workers."""
+    run, chunks = sweep.start_sweep()
+    for chunk in chunks:
+        transaction.on_commit(lambda chunk=chunk: check_token_chunk.delay(run.pk, chunk))
+    return {"run": run.pk, "tokens": run.items_total, "chunks": len(chunks)}
+
+
+@shared_task(name="tokens.check_token_chunk")
+def check_token_chunk(run_id: int, token_ids: list[int]) -> dict:
+    result = sweep.check_tokens(token_ids, run_id=run_id)
+    if result.finished_run:
+        transaction.on_commit(plan_reminders.delay)
+    return {**result.totals(), "skipped": result.skipped}
+
+
+@shared_task(name="tokens.check_token")
+def check_token(token_id: int) -> dict:
+    """One token now (staff's "check now"): same code path as the sweep."""
+    result = sweep.check_tokens([token_id])
+    if result.checked or result.invalid:
+        transaction.on_commit(plan_reminders.delay)
+    return {**result.totals(), "skipped": result.skipped}

@@ -1,0 +1,221 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from graph.errors import InvalidTokenError, OtherGraphError, RateLimitError, TransientError
+from tokens.models import AccessToken, AssetGrant, SweepRun, TokenEvent
+from tokens.sweep import check_tokens, start_sweep
+from tokens.tests.fake_graph import FakeGraph, FakeToken
+from tokens.tests.helpers import make_asset, make_client, make_grant, make_token
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def meta():
+    return FakeGraph()
+
+
+@pytest.fixture
+def client_business():
+    return make_client()
+
+
+def token_with_meta(meta, client_business, value, **fake):
+    token = make_token(client_business, value=value, expires_at=NOW + 60 * DAY, next_check_at=NOW)
+    meta.tokens[value] = FakeToken(**fake)
+    return token
+
+
+def sweep(meta, **kwargs):
+    run, chunks = start_sweep(**kwargs)
+    results = [check_tokens(chunk, run_id=run.pk, client=meta, sleep=lambda s: None) for chunk in chunks]
+    return run, results
+
+
+def test_a_valid_token_gets_meta_s_dates_and_is_checked_again_sooner_as_its_end_nears(frozen, meta, client_business):
+    far = token_with_meta(meta, client_business, "far", expires_at=NOW + 50 * DAY)
+    near = token_with_meta(meta, client_business, "near", expires_at=NOW + 2 * DAY)
+
+    sweep(meta)
+
+    far.refresh_from_db()
+    near.refresh_from_db()
+    assert far.expires_at == NOW + 50 * DAY and far.status == "active"
+    assert near.status == "expiring"
+    assert timedelta(hours=21) < far.next_check_at - NOW <= timedelta(hours=24)
+    assert timedelta(hours=10) < near.next_check_at - NOW <= timedelta(hours=12)
+    assert TokenEvent.objects.filter(kind="expiring", token=near).count() == 1
+
+
+def test_only_an_invalid_token_error_marks_a_token_invalid_and_keeps_meta_s_subcode(frozen, meta, client_business):
+    dead = token_with_meta(
+        meta,
+        client_business,
+        "dead",
+        is_valid=False,
+        error=InvalidTokenError("Session has expired.", code=190, subcode=463),
+    )
+    flaky = {
+        "timeout": TransientError("Read timed out", http_status=0),
+        "server": TransientError("Internal error", code=2, http_status=500),
+        "limited": RateLimitError("Application request limit reached", code=4, retry_after=600),
+        "odd": OtherGraphError("Unsupported get request", code=100),
+    }
+    others = {}
+    for value, error in flaky.items():
+        others[value] = token_with_meta(meta, client_business, value)
+        meta.debug_failures[value] = error
+
+    sweep(meta)
+
+    dead.refresh_from_db()
+    assert (dead.status, dead.error_code, dead.error_subcode) == ("invalid", 190, 463)
+    assert dead.status_reason == "Session has expired."
+    for token in others.values():
+        token.refresh_from_db()
+        assert token.status == "active"
+        assert token.next_check_at > NOW
+    assert others["timeout"].consecutive_check_failures == 1
+    assert others["limited"].next_check_at == NOW + timedelta(seconds=600)
+
+
+def test_not_valid_without_a_190_is_retried_rather_than_marked_invalid(frozen, meta, client_business):
+    token = token_with_meta(meta, client_business, "vague", is_valid=False, error=None)
+
+    sweep(meta)
+
+    token.refresh_from_db()
+    assert token.status == "active" and token.consecutive_check_failures == 1
+
+
+def test_a_rate_limit_stops_the_chunk_and_pushes_the_remaining_tokens_back(frozen, meta, client_business):
+    tokens = [token_with_meta(meta, client_business, f"t{i}") for i in range(120)]
+    meta.debug_failures["t10"] = RateLimitError("limited", code=4, retry_after=900)
+
+    _, (result,) = sweep(meta)
+
+    assert meta.requests == 1  # the first 50 were inspected, then nothing more was sent
+    assert result.deferred == 71  # t10 and the 70 tokens after the first batch
+    statuses = set(AccessToken.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", flat=True))
+    assert statuses == {"active"}
+
+
+def test_high_usage_slows_the_sweep_down_and_stops_it_before_the_budget_is_spent(
+    frozen, meta, client_business, settings
+):
+    for i in range(120):
+        token_with_meta(meta, client_business, f"t{i}")
+    pauses = []
+    meta.usage_percent = 85
+    run, chunks = start_sweep()
+
+    check_tokens(chunks[0], run_id=run.pk, client=meta, sleep=pauses.append)
+    assert len(pauses) == 3 and all(0 < pause < 5 for pause in pauses)
+
+    meta.usage_percent = 99
+    AccessToken.objects.update(next_check_at=NOW, last_checked_at=None)
+    run, chunks = start_sweep()
+    result = check_tokens(chunks[0], run_id=run.pk, client=meta, sleep=pauses.append)
+    assert result.deferred == 120 and result.checked == 0
+
+
+def test_the_sweep_reads_what_each_token_still_covers(frozen, meta, client_business):
+    kept, gone = make_asset(client_business, "Kept", meta_id="101"), make_asset(client_business, "Gone", meta_id="102")
+    token = token_with_meta(
+        meta,
+        client_business,
+        "user",
+        assets={"101": ("page", "Kept", NOW + 20 * DAY), "103": ("ad_account", "New ads", None)},
+    )
+    make_grant(token, kept)
+    make_grant(token, gone)
+
+    sweep(meta)
+
+    grants = {g.asset.meta_id: g for g in AssetGrant.objects.select_related("asset").filter(token=token)}
+    assert grants["101"].user_access_expire_time == NOW + 20 * DAY and grants["101"].status == "expiring"
+    assert grants["102"].status == "removed" and grants["102"].removed_at == NOW
+    assert grants["103"].status == "active" and grants["103"].asset.kind == "ad_account"
+    event = TokenEvent.objects.get(kind="assets_changed")
+    assert event.data == {"added": ["103"], "removed": ["102"]}
+    token.refresh_from_db()
+    assert token.next_check_at - NOW <= 5 * DAY  # the asset's end counts, not only the token's
+
+
+def test_a_failed_coverage_read_changes_no_asset(frozen, meta, client_business):
+    token = token_with_meta(meta, client_business, "user", assets={})
+    grant = make_grant(token, make_asset(client_business, "Page"))
+    meta.coverage_failures["user"] = TransientError("timeout")
+
+    sweep(meta)
+
+    grant.refresh_from_db()
+    assert grant.status == "active"
+
+
+def test_a_chunk_run_twice_or_by_two_workers_changes_nothing_the_second_time(frozen, meta, client_business):
+    token_with_meta(meta, client_business, "a", assets={"1": ("page", "P", NOW + 3 * DAY)})
+    token_with_meta(meta, client_business, "b", is_valid=False, error=InvalidTokenError("x", code=190, subcode=460))
+    run, chunks = start_sweep()
+    first = check_tokens(chunks[0], run_id=run.pk, client=meta)
+    snapshot = list(AccessToken.objects.values().order_by("pk"))
+    events = TokenEvent.objects.count()
+    requests = meta.requests
+
+    second = check_tokens(chunks[0], run_id=run.pk, client=meta)
+
+    assert (first.checked, first.invalid) == (1, 1)
+    assert (second.checked, second.skipped) == (0, 2)
+    assert list(AccessToken.objects.values().order_by("pk")) == snapshot
+    assert TokenEvent.objects.count() == events and meta.requests == requests
+
+
+def test_an_overlapping_sweep_finds_nothing_due_and_the_run_records_its_progress(frozen, meta, client_business):
+    for i in range(5):
+        token_with_meta(meta, client_business, f"t{i}")
+    run, chunks = start_sweep(chunk_size=2)
+    overlapping, nothing = start_sweep()
+    assert (run.chunks_total, run.items_total, nothing) == (3, 5, [])
+    assert overlapping.status == "finished"
+
+    for chunk in chunks[:2]:
+        check_tokens(chunk, run_id=run.pk, client=meta)
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.items_done) == ("running", 2, 4)
+    check_tokens(chunks[2], run_id=run.pk, client=meta)
+
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.finished_at) == ("finished", 3, NOW)
+    assert run.totals == {"statuses": {"active": 5}}
+    assert SweepRun.objects.filter(status="running").count() == 0
+
+
+def test_database_queries_per_chunk_do_not_grow_with_tokens(frozen, meta, client_business):
+    def queries_for_a_chunk_of(count: int) -> int:
+        AccessToken.objects.update(next_check_at=None)
+        for i in range(count):
+            token = token_with_meta(meta, client_business, f"t{count}-{i}", assets={f"{count}{i}": ("page", "P", None)})
+            make_grant(token, make_asset(client_business, f"Old {count} {i}"))
+        run, (chunk,) = start_sweep()
+        with CaptureQueriesContext(connection) as queries:
+            check_tokens(chunk, run_id=run.pk, client=meta)
+        return len(queries)
+
+    few, many = queries_for_a_chunk_of(5), queries_for_a_chunk_of(120)
+    # Equal on PostgreSQL; SQLite splits a bulk statement by its bound-parameter limit.
+    assert many <= few + 4
+    assert AssetGrant.objects.filter(status="removed").count() == 125
+    assert AssetGrant.objects.filter(status="active").count() == 125

@@ -56,8 +56,18 @@ SYSTEM_USER_EDGES = {
     "assigned_whatsapp_business_accounts": Asset.Kind.WHATSAPP_BUSINESS_ACCOUNT,
     "assigned_product_catalogs": Asset.Kind.CATALOG,
 }
-USER_FIELDS = "id,account_id,name,user_access_expire_time"
-SYSTEM_USER_FIELDS = "id,account_id,name"
+# Meta refuses a field a node type doesn't have (``account_id`` exists on ad accounts only).
+USER_FIELDS = {
+    "accounts": "id,name,user_access_expire_time",
+    "adaccounts": "id,account_id,name,user_access_expire_time",
+    "businesses": "id,name,user_access_expire_time",
+}
+SYSTEM_USER_FIELDS = {
+    "assigned_pages": "id,name",
+    "assigned_ad_accounts": "id,account_id,name",
+    "assigned_whatsapp_business_accounts": "id,name",
+    "assigned_product_catalogs": "id,name",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +335,7 @@ def _coverage_item(token: AccessToken, value: str, client) -> BatchItem:
         edges, fields, node = USER_EDGES, USER_FIELDS, "me"
     else:
         edges, fields, node = SYSTEM_USER_EDGES, SYSTEM_USER_FIELDS, token.meta_user_id or "me"
-    expansion = ",".join(f"{edge}.limit({EDGE_PAGE}){{{fields}}}" for edge in edges)
+    expansion = ",".join(f"{edge}.limit({EDGE_PAGE}){{{fields[edge]}}}" for edge in edges)
     # The token rides in the item's body (a POST body), never in a URL.
     return BatchItem("GET", f"{node}?fields={expansion}", body={"access_token": value, **client.appsecret_proof(value)})
 
@@ -367,7 +377,7 @@ def _coverage_from_expansion(client, token: AccessToken, value: str, answer: dic
         items = list(page.get("data") or [])
         after = ((page.get("paging") or {}).get("cursors") or {}).get("after")
         if (page.get("paging") or {}).get("next") and after:
-            items += list(client.paginate(value, f"{node}/{edge}", {"fields": fields, "after": after}))
+            items += list(client.paginate(value, f"{node}/{edge}", {"fields": fields[edge], "after": after}))
         for item in items:
             if isinstance(item, dict) and item.get("id"):
                 meta_id = numeric_id(item.get("account_id") or item["id"])

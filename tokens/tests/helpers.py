@@ -21,9 +21,8 @@ def reconnect_url_stub(token: AccessToken) -> str:
 def make_client(name: str = "Acme Bakery", notification_emails: str = "ops@acme.test", **fields):
     ClientBusiness = apps.get_model("onboarding", "ClientBusiness")
     n = next(_seq)
-    return ClientBusiness.objects.create(
-        name=name, meta_business_id=f"9{n:08d}", status="active", notification_emails=notification_emails, **fields
-    )
+    fields.setdefault("meta_business_id", f"9{n:08d}")
+    return ClientBusiness.objects.create(name=name, status="active", notification_emails=notification_emails, **fields)
 
 
 def make_contact(client, email: str = "ana@acme.test", **fields):

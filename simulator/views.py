@@ -9,7 +9,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,8 +27,11 @@ def request_params(request: HttpRequest) -> dict[str, str]:
                 body = {}
             if isinstance(body, dict):
                 params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})
-        else:
+        elif request.method == "POST":
             params.update({k: v for k, v in request.POST.items()})
+        else:
+            # Django parses form bodies of POST only; Meta reads them on DELETE too.
+            params.update({k: v for k, v in QueryDict(request.body).items()})
     return params
 
 

@@ -1,0 +1,59 @@
+"""tokens.install, as onboarding uses it (the install step of the callback)."""
+
+import pytest
+
+from graph.client import AssetRef
+from tokens.install import GrantedAsset, granted_assets, install_token
+from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent
+
+from .conftest import make_info
+
+pytestmark = pytest.mark.django_db
+
+
+def install(client_business, config, value, assets=("201",)):
+    return install_token(
+        client=client_business,
+        configuration=config,
+        kind="system_user",
+        value=value,
+        info=make_info(),
+        assets=[GrantedAsset("page", meta_id, f"Page {meta_id}") for meta_id in assets],
+    )
+
+
+def test_installing_the_same_token_twice_stores_it_once(client_business, system_user_config):
+    first = install(client_business, system_user_config, "EAAB-one")
+    again = install(client_business, system_user_config, "EAAB-one")
+    assert (first.created, again.created, again.token.pk) == (True, False, first.token.pk)
+    assert (AccessToken.objects.count(), AssetGrant.objects.count(), TokenEvent.objects.count()) == (1, 1, 1)
+
+
+def test_a_new_token_supersedes_the_previous_one_of_the_same_pair_and_keeps_it(client_business, system_user_config):
+    first = install(client_business, system_user_config, "EAAB-one", assets=("201", "202")).token
+    second = install(client_business, system_user_config, "EAAB-two", assets=("201",)).token
+    first.refresh_from_db()
+    assert (first.status, first.superseded_by, second.status) == ("superseded", second, "active")
+    assert first.grants.count() == 2 and first.value == "EAAB-one"
+    assert Asset.objects.count() == 2
+    assert set(TokenEvent.objects.values_list("kind", flat=True)) == {"installed", "superseded", "reconnected"}
+
+
+def test_another_configuration_s_token_is_left_alone(client_business, system_user_config, user_config):
+    first = install(client_business, system_user_config, "EAAB-one").token
+    install(client_business, user_config, "EAAB-two")
+    first.refresh_from_db()
+    assert first.status == "active"
+
+
+def test_granted_assets_merge_names_from_edges_with_target_ids_from_granular_scopes():
+    refs = [AssetRef("page", "201", "Acme Page", "7001")]
+    scopes = [
+        {"scope": "pages_read_engagement", "target_ids": ["201"]},
+        {"scope": "ads_management", "target_ids": ["301"]},
+        {"scope": "business_management"},
+    ]
+    merged = {item.meta_id: item for item in granted_assets(scopes, refs)}
+    assert merged["201"].name == "Acme Page" and merged["201"].scopes == ["pages_read_engagement"]
+    assert (merged["301"].kind, merged["301"].name) == ("ad_account", "")
+    assert set(merged) == {"201", "301"}

@@ -205,6 +205,8 @@ SWEEP_CHECK_INTERVAL_HOURS = env.int("SWEEP_CHECK_INTERVAL_HOURS", default=24)  
 # Slow down once any Meta usage header (X-App-Usage, X-Business-Use-Case-Usage, ...) passes this.
 SWEEP_USAGE_SLOWDOWN_PERCENT = env.int("SWEEP_USAGE_SLOWDOWN_PERCENT", default=75)
 SWEEP_USAGE_STOP_PERCENT = env.int("SWEEP_USAGE_STOP_PERCENT", default=95)
+# Tests give each pair of workers a queue of its own (tasks re-queue themselves on the default).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE.update(
     {
         "tokens-health-sweep": {"task": "tokens.start_health_sweep", "schedule": 300.0, "options": {"expires": 240}},

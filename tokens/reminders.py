@@ -450,7 +450,9 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
                 continue
             sent_at = timezone.now()
             Reminder.objects.filter(pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
-                status=Reminder.Status.SENT, sent_at=sent_at, last_error="", claimed_by=""
+                status=Reminder.Status.SENT,
+                sent_at=sent_at,
+                last_error="",  # claimed_by kept: who sent it
             )
             record_event(
                 TokenEvent.Kind.REMINDER_SENT,

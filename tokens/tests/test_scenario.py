@@ -1,0 +1,143 @@
+"""The lifecycle scenario against the simulator over real HTTP, time moved with time-machine.
+
+A client onboarded with a user token; its business migrates to managed Meta accounts;
+the sweep sees user_access_expire_time; reminders go out at each stage exactly once to
+the grantor and the notification address, with a working reconnect link; the person
+reconnects through it (onboarding's reconnect mode) with the work account and re-selects
+some assets; reminders stop for those and continue for the missing one.
+"""
+
+import re
+from collections import Counter
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from onboarding.invitations import create_invitation
+from onboarding.models import ClientBusiness, Contact, LoginConfiguration
+from tokens.models import AccessToken, AssetGrant, Reminder
+from tokens.reminders import plan_reminders, send_due_reminders
+from tokens.sweep import check_tokens, start_sweep
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ACME = "9100000000000001"
+ALICE = "1000000000000001"  # personal Facebook account
+DANA = "1000000000000004"  # managed Meta (work) account
+PAGE_1, PAGE_2, AD_1 = "2001000000000001", "2001000000000002", "3001000000000001"
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def through_dialog(browser, path: str, *, person: str, assets: list[str]):
+    """Link -> Continue -> the simulator's dialog -> Allow with these assets -> callback -> result page."""
+    page = browser.get(path)
+    assert page.status_code == 200, page.content.decode()[:300]
+    start = browser.post("/connect/start/", {"invitation": page.context["invitation"].pk})
+    dialog = local(start["Location"])
+    shown = browser.get(dialog)
+    assert shown.status_code == 200, shown.content.decode()[:300]
+    oauth = {k: v for k, v in shown.context["oauth"].items() if v}
+    answer = browser.post(
+        dialog.split("?")[0], oauth | {"person": person, "business": ACME, "asset": assets, "action": "allow"}
+    )
+    callback = browser.get(local(answer["Location"]))
+    assert callback.status_code == 302, callback.content.decode()[:300]
+    return browser.get(callback["Location"]).content.decode()
+
+
+def sweep_plan_send() -> None:
+    run, chunks = start_sweep()
+    for chunk in chunks:
+        check_tokens(chunk, run_id=run.pk)
+    plan_reminders()
+    send_due_reminders()
+    # Every periodic job run twice: the second run changes nothing.
+    run, chunks = start_sweep()
+    assert chunks == []
+    plan_reminders()
+    assert send_due_reminders().claimed == 0
+
+
+def sent_now(before: int) -> list:
+    return mail.outbox[before:]
+
+
+def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(simulated_meta, client, settings):
+    settings.PORTAL_RECONNECT_URL_BUILDER = "onboarding.links.reconnect_url"
+    config = LoginConfiguration.objects.create(
+        name="Pages as a person",
+        config_id="7770002",
+        token_type="user",
+        permissions=["pages_show_list", "ads_read"],
+        asset_types=["page", "ad_account"],
+    )
+    simulated_meta.api.register_configuration(
+        config.config_id, "user", config.permissions, config.asset_types, app_id=simulated_meta.app_id
+    )
+    acme = ClientBusiness.objects.create(name="Acme Bakery", notification_emails="ops@acme.test")
+    alice = Contact.objects.create(client=acme, name="Alice", email="alice@acme.example")
+    _, key = create_invitation(acme, config, contact=alice)
+
+    # Onboarded with Alice's personal account: a user token on two Pages and an ad account.
+    page = through_dialog(client, f"/invite/{key}/", person=ALICE, assets=[PAGE_1, PAGE_2, AD_1])
+    assert "Acme Bakery Page 2" in page
+    old = AccessToken.objects.get()
+    assert old.kind == "user"
+
+    ends = simulated_meta.api.migrate_to_managed_accounts(ACME).replace(microsecond=0)
+    start = timezone.now()
+    sweep_plan_send()
+    grants = {g.asset.meta_id: g for g in AssetGrant.objects.filter(token=old).select_related("asset")}
+    # /me/businesses is an asset edge too: Acme (migrating) ends, Bistro Nord (not migrating) does not.
+    ending = sorted(meta_id for meta_id, g in grants.items() if g.user_access_expire_time == ends)
+    assert ending == sorted([AD_1, ACME, PAGE_1, PAGE_2])
+    assert {grants[meta_id].status for meta_id in ending} == {"expiring"}
+    assert not mail.outbox  # 30 days out: before the first stage
+
+    def stage(moment, expected_stage, expected_grants):
+        before = len(mail.outbox)
+        with time_machine.travel(moment, tick=False):
+            sweep_plan_send()
+        messages = sent_now(before)
+        reminders = Reminder.objects.filter(pk__in=[int(m.extra_headers["X-Portal-Reminder"]) for m in messages])
+        assert {r.stage for r in reminders} == {expected_stage}
+        assert Counter((r.subject_key, r.recipient_email) for r in reminders) == Counter(
+            (f"grant:{grants[meta_id].pk}", to)
+            for meta_id in expected_grants
+            for to in ("alice@acme.example", "ops@acme.test")
+        )
+        return messages
+
+    stage(ends - timedelta(days=14), "14d", ending)
+    messages = stage(ends - timedelta(days=7), "7d", ending)
+    assert start < ends - timedelta(days=14)
+
+    # The person follows the link from a 7-day email, on the web, with the work account,
+    # and re-selects only Page 1 and the ad account.
+    with time_machine.travel(ends - timedelta(days=6), tick=False):
+        link = re.search(r"https?://\S+/invite/\S+/", messages[0].body).group(0)
+        assert old.value not in messages[0].body and old.value not in messages[0].alternatives[0][0]
+        result = through_dialog(client, local(link), person=DANA, assets=[PAGE_1, AD_1])
+    assert "Acme Bakery Page 1" in result
+    old.refresh_from_db()
+    new = AccessToken.objects.get(status__in=["active", "expiring"])
+    assert old.status == "superseded" and new.pk != old.pk
+    assert {PAGE_1, AD_1, ACME} <= {g.asset.meta_id for g in new.grants.select_related("asset")}
+    assert PAGE_2 not in {g.asset.meta_id for g in new.grants.select_related("asset")}
+
+    stage(ends - timedelta(days=3), "3d", [PAGE_2])
+    stage(ends - timedelta(days=1), "1d", [PAGE_2])
+    stage(ends + timedelta(minutes=10), "ended", [PAGE_2])
+
+    # Each (asset, stage, recipient) went out once; nothing for the re-selected assets after reconnecting.
+    sent = Reminder.objects.filter(status="sent")
+    assert sent.count() == len(mail.outbox) == 2 * len(ending) * 2 + 3 * 1 * 2
+    assert not Reminder.objects.filter(status__in=["pending", "sending", "failed"]).exists()

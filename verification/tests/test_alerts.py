@@ -157,3 +157,13 @@ def test_the_ledger_prune_task_keeps_the_retention_window(settings):
     ledger.add_calls("graph", at=NOW)
     with time_machine.travel(NOW, tick=False):
         assert tasks.prune_ledger() == 1
+
+
+def test_the_periodic_jobs_are_scheduled_by_name(settings):
+    from config.celery import app
+
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    ours = {"verification.send_deadline_alerts", "verification.check_upkeep", "verification.prune_ledger"}
+    assert ours <= scheduled
+    app.loader.import_default_modules()
+    assert ours <= set(app.tasks)

@@ -89,6 +89,7 @@ def tokens_at_risk(when: str = "today", today: date | None = None) -> RiskReport
     live = (
         AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
         .select_related("client", "granted_by")
+        .defer("value")  # judging needs scopes and ids, never the secret (and not thousands of decryptions)
         .order_by("client__name", "id")
     )
     for token in live:

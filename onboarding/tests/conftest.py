@@ -8,10 +8,15 @@ import pytest
 
 from graph.client import AssetRef, TokenGrant, TokenInfo
 from onboarding.invitations import create_invitation
-from onboarding.models import ClientBusiness, Contact, Invitation, LoginAttempt, LoginConfiguration
+from onboarding.models import ClientBusiness, Contact, Invitation, LoginConfiguration
 from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent
 
 APP_ID = "100000000000001"  # settings.META_APP_ID's default
+# The simulator's seeded world (simulator.api): Acme Bakery, Alice, and some of Acme's assets.
+ACME = "9100000000000001"
+ALICE = "1000000000000001"
+PAGE_1, PAGE_2 = "2001000000000001", "2001000000000002"
+AD_1 = "3001000000000001"
 
 
 @pytest.fixture
@@ -166,4 +171,18 @@ def snapshot() -> dict:
     }
 
 
-__all__ = ["LoginAttempt"]
+@pytest.fixture
+def world(simulated_meta):
+    config = LoginConfiguration.objects.create(
+        name="Pages and ads",
+        config_id="7770001",
+        token_type="system_user",
+        permissions=["ads_read", "pages_show_list"],
+        asset_types=["page", "ad_account"],
+    )
+    simulated_meta.api.register_configuration(
+        "7770001", "system_user", config.permissions, config.asset_types, app_id=simulated_meta.app_id
+    )
+    client_business = ClientBusiness.objects.create(name="Acme Bakery")
+    contact = Contact.objects.create(client=client_business, email="alice@acme.example", name="Alice")
+    return simulated_meta, config, client_business, contact

@@ -10,39 +10,17 @@ import pytest
 
 from onboarding.invitations import create_invitation
 from onboarding.links import reconnect_url
-from onboarding.models import ClientBusiness, Contact, LoginAttempt, LoginConfiguration
+from onboarding.models import ClientBusiness, LoginAttempt, LoginConfiguration
 from tokens.models import AccessToken, AssetGrant
 
-from .conftest import snapshot
+from .conftest import ACME, AD_1, ALICE, PAGE_1, PAGE_2, snapshot
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-ACME = "9100000000000001"
-ALICE = "1000000000000001"
-PAGE_1, PAGE_2 = "2001000000000001", "2001000000000002"
-AD_1 = "3001000000000001"
 
 
 def local(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-@pytest.fixture
-def world(simulated_meta):
-    config = LoginConfiguration.objects.create(
-        name="Pages and ads",
-        config_id="7770001",
-        token_type="system_user",
-        permissions=["ads_read", "pages_show_list"],
-        asset_types=["page", "ad_account"],
-    )
-    simulated_meta.api.register_configuration(
-        "7770001", "system_user", config.permissions, config.asset_types, app_id=simulated_meta.app_id
-    )
-    client_business = ClientBusiness.objects.create(name="Acme Bakery")
-    contact = Contact.objects.create(client=client_business, email="alice@acme.example", name="Alice")
-    return simulated_meta, config, client_business, contact
 
 
 def run_dialog(browser, key, *, action="allow", assets=(), user_agent="Mozilla/5.0 (X11; Linux x86_64)"):

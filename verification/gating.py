@@ -54,6 +54,14 @@ class RiskReport:
         return {risk.token.client_id for risk in self.tokens}
 
     @property
+    def clients(self) -> list:
+        """The clients at risk, each once, in name order."""
+        seen = {}
+        for risk in self.tokens:
+            seen.setdefault(risk.token.client_id, risk.token.client)
+        return sorted(seen.values(), key=lambda client: client.name)
+
+    @property
     def token_count(self) -> int:
         return len(self.tokens)
 

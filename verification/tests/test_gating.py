@@ -124,6 +124,8 @@ def test_clients_are_counted_once_however_many_tokens_they_have(catalogue):
     make_token(scopes=["ads_read"])
     report = tokens_at_risk("today", TODAY)
     assert (report.token_count, report.client_count) == (3, 2)
+    names = [c.name for c in report.clients]
+    assert client.name in names and names == sorted(names) and len(names) == 2
 
 
 @pytest.mark.django_db

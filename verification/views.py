@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from . import gating, limits
-from .models import TechProviderVerification
+from .models import BusinessVerification, TechProviderVerification
 from .upkeep import active_rule, upkeep_figures
 
 WHEN_LABELS = {"today": "At risk today", "after_deadline": "At risk once the verification deadline passes"}
@@ -27,6 +27,7 @@ def dashboard(request):
         "today": today,
         "provider": provider,
         "records": [(record, record.days_until_deadline(today)) for record in records],
+        "business_verifications": list(BusinessVerification.objects.order_by("name")),
         "provider_days_left": days_left,
         "provider_days_overdue": -days_left if days_left is not None and days_left < 0 else None,
         "risk_today": gating.tokens_at_risk("today", today),

@@ -6,7 +6,13 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from verification.models import PermissionAccess, TechProviderVerification, UpkeepRule, VerificationTransition
+from verification.models import (
+    BusinessVerification,
+    PermissionAccess,
+    TechProviderVerification,
+    UpkeepRule,
+    VerificationTransition,
+)
 
 from .factories import make_client, make_record, make_token
 
@@ -40,9 +46,16 @@ def test_the_dashboard_shows_the_countdown_the_risk_counts_the_upkeep_and_system
     assert token.value not in page
 
 
-def test_the_dashboard_says_when_the_provider_is_not_recorded(staff_client):
+def test_the_dashboard_says_what_is_missing(staff_client):
+    UpkeepRule.objects.update(is_active=False)
     page = staff_client.get("/admin/dashboard/").content.decode()
     assert "No record of the provider" in page
+    assert "No upkeep rule is active" in page
+
+
+def test_the_dashboard_shows_business_verification(staff_client):
+    BusinessVerification.objects.create(name="Provider Ltd", meta_business_id="1", status="pending")
+    assert "Provider Ltd: <strong>Pending</strong>" in staff_client.get("/admin/dashboard/").content.decode()
 
 
 def test_the_dashboard_is_for_staff_only(client, django_user_model):

@@ -1,10 +1,12 @@
 """Staff alerts: deadline stages and upkeep risk, each emailed exactly once, even when the task runs twice."""
 
+import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connections
 
 from verification import ledger, tasks
 from verification.alerts import due_stage, staff_recipients
@@ -167,3 +169,27 @@ def test_the_periodic_jobs_are_scheduled_by_name(settings):
     assert ours <= scheduled
     app.loader.import_default_modules()
     assert ours <= set(app.tasks)
+
+
+def _send_alerts_and_exit_with_the_count(start):
+    start.wait()
+    sent = tasks.send_deadline_alerts()
+    connections.close_all()
+    raise SystemExit(sent)
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_workers_running_the_alerts_at_once_send_each_stage_once(postgres_required):
+    make_record("required", deadline=date.today() + timedelta(days=3))
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    workers = [context.Process(target=_send_alerts_and_exit_with_the_count, args=(start,)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(worker.exitcode for worker in workers) == [0, 0, 0, 1]
+    assert StaffAlert.objects.get().status == "sent"

@@ -472,3 +472,10 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
 def due_reminder_count(now: datetime | None = None) -> int:
     now = now or timezone.now()
     return Reminder.objects.filter(status=Reminder.Status.PENDING, next_attempt_at__lte=now).count()
+
+
+def retry_reminders(ids: list[int]) -> int:
+    """Staff: send failed (or waiting) reminders again at the next run, with fresh attempts."""
+    return Reminder.objects.filter(pk__in=ids, status__in=(Reminder.Status.FAILED, Reminder.Status.PENDING)).update(
+        status=Reminder.Status.PENDING, attempts=0, next_attempt_at=timezone.now(), claimed_by=""
+    )

@@ -175,6 +175,13 @@ def register_configuration(
     return configuration
 
 
+def _business(business_id: str) -> SimBusiness:
+    business = SimBusiness.objects.filter(business_id=business_id).first()
+    if business is None:
+        raise LookupError(f"The simulator has no business {business_id!r}.")
+    return business
+
+
 def _app(app_id: str | None) -> SimApp:
     if app_id:
         return SimApp.objects.get(app_id=app_id)
@@ -210,7 +217,7 @@ def issue_token(
     (never, or 60 days). Asset ids default to every asset the business owns.
     """
     app = _app(app_id)
-    business = SimBusiness.objects.get(business_id=business_id)
+    business = _business(business_id)
     configuration = SimConfiguration.objects.get(config_id=config_id) if config_id else None
     kind = SimToken.Type.SYSTEM_USER if token_type.lower() in ("system_user", "system-user") else SimToken.Type.USER
     person = SimPerson.objects.get(user_id=person_id) if person_id else business.people.order_by("user_id").first()
@@ -266,7 +273,7 @@ def create_code(
         redirect_uri=redirect_uri,
         configuration=configuration,
         person=SimPerson.objects.get(user_id=person_id),
-        business=SimBusiness.objects.get(business_id=business_id),
+        business=_business(business_id),
         asset_ids=list(asset_ids),
         embedded_signup=embedded_signup,
     )
@@ -274,7 +281,7 @@ def create_code(
 
 
 def system_user_id(business_id: str, app_id: str | None = None) -> str:
-    return core.system_user_for(_app(app_id), SimBusiness.objects.get(business_id=business_id)).system_user_id
+    return core.system_user_for(_app(app_id), _business(business_id)).system_user_id
 
 
 # --- events Meta causes ----------------------------------------------------------------------------
@@ -282,7 +289,7 @@ def system_user_id(business_id: str, app_id: str | None = None) -> str:
 
 def migrate_to_managed_accounts(business_id: str) -> datetime:
     """The business moves to managed Meta accounts; personal-account grants end 30 days later."""
-    business = SimBusiness.objects.get(business_id=business_id)
+    business = _business(business_id)
     business.managed_accounts_since = core.now()
     business.save(update_fields=["managed_accounts_since"])
     return business.managed_accounts_since + core.MANAGED_ACCOUNT_GRACE
@@ -304,7 +311,7 @@ def remove_app(business_id: str, app_id: str | None = None) -> list[SimDelivery]
     Sends a deauthorize callback (signed_request, form POST) per person who granted a token,
     and one `business_integration_uninstall` webhook (X-Hub-Signature-256) per app.
     """
-    business = SimBusiness.objects.get(business_id=business_id)
+    business = _business(business_id)
     apps = (
         [SimApp.objects.get(app_id=app_id)]
         if app_id

@@ -1,0 +1,62 @@
+"""The staff-only controls page."""
+
+import pytest
+
+from simulator import api
+from simulator.models import SimBusiness, SimState
+
+pytestmark = pytest.mark.django_db
+
+URL = "/simulator/controls/"
+
+
+def test_the_controls_page_is_for_staff_only(client):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_staff_see_the_clock_and_the_businesses(admin_client):
+    api.reset()
+    api.seed_world()
+    page = admin_client.get(URL)
+    assert page.status_code == 200
+    assert "Acme Bakery" in page.content.decode()
+
+
+def test_staff_set_faults_from_the_page(admin_client):
+    api.reset()
+    response = admin_client.post(URL, {"action": "faults", "error_rate": "0.25", "latency_ms": "10"}, follow=True)
+    assert "Faults updated." in response.content.decode()
+    state = SimState.objects.get(pk=1)
+    assert (state.error_rate, state.latency_ms) == (0.25, 10)
+
+
+def test_a_bad_number_is_a_message_not_a_crash(admin_client):
+    api.reset()
+    response = admin_client.post(URL, {"action": "faults", "error_rate": "lots"}, follow=True)
+    assert response.status_code == 200
+    assert "Error rate must be a number." in response.content.decode()
+    assert SimState.objects.get(pk=1).error_rate == 0
+
+
+def test_staff_move_a_business_to_managed_accounts(admin_client):
+    api.reset()
+    api.seed_world()
+    admin_client.post(URL, {"action": "migrate", "business_id": "9100000000000002"})
+    assert SimBusiness.objects.get(business_id="9100000000000002").managed_accounts_since is not None
+
+
+def test_an_unknown_business_is_a_message_not_a_crash(admin_client):
+    api.reset()
+    response = admin_client.post(URL, {"action": "migrate", "business_id": "nope"}, follow=True)
+    assert response.status_code == 200
+    assert "notice error" in response.content.decode()
+
+
+def test_seeding_twice_changes_nothing():
+    api.reset()
+    api.seed_world()
+    counts = SimBusiness.objects.count(), SimBusiness.objects.first().owned_assets.count()
+    api.seed_world()
+    assert (SimBusiness.objects.count(), SimBusiness.objects.first().owned_assets.count()) == counts

@@ -224,7 +224,11 @@ def install_token(
 
 
 def _tokens_of_user(meta_user_id: str):
-    return AccessToken.objects.filter(Q(meta_user_id=meta_user_id) | Q(granted_by__meta_user_id=meta_user_id))
+    # Resolved to ids: row locks can't be taken across the outer join to the grantor (PostgreSQL).
+    ids = AccessToken.objects.filter(
+        Q(meta_user_id=meta_user_id) | Q(granted_by__meta_user_id=meta_user_id)
+    ).values_list("pk", flat=True)
+    return AccessToken.objects.filter(pk__in=list(ids))
 
 
 def _revoke(tokens, *, actor: str, reason: str) -> list[AccessToken]:

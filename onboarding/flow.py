@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from graph.errors import GraphError
@@ -287,7 +287,12 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
         return fail(attempt, "different_business")
     if business_id and ClientBusiness.objects.filter(meta_business_id=business_id).exclude(pk=client.pk).exists():
         return fail(attempt, "business_taken")
-    return _store(attempt, _Checked(value=value, info=info, business_id=business_id, granted=granted))
+    try:
+        return _store(attempt, _Checked(value=value, info=info, business_id=business_id, granted=granted))
+    except IntegrityError:
+        # Another client took this business id between our check and the commit.
+        attempt.refresh_from_db()
+        return fail(attempt, "business_taken")
 
 
 @transaction.atomic

@@ -146,6 +146,10 @@ def install_token(
     type(client).objects.select_for_update().filter(pk=client.pk).first()
     existing = AccessToken.objects.filter(fingerprint=crypto.fingerprint(value)).first()
     if existing is not None:
+        # Meta may hand back the very token we hold (a system user's token is per business and
+        # app): no second row, but the person's latest choice of assets is what it covers now.
+        if existing.is_live() and assets:
+            apply_token_assets(existing, info, assets, actor=actor)
         return InstallResult(token=existing, created=False, grants=list(existing.grants.select_related("asset")))
 
     previous = (

@@ -57,3 +57,11 @@ def test_granted_assets_merge_names_from_edges_with_target_ids_from_granular_sco
     assert merged["201"].name == "Acme Page" and merged["201"].scopes == ["pages_read_engagement"]
     assert (merged["301"].kind, merged["301"].name) == ("ad_account", "")
     assert set(merged) == {"201", "301"}
+
+
+def test_meta_returning_the_same_token_with_other_assets_updates_its_grants(client_business, system_user_config):
+    token = install(client_business, system_user_config, "EAAB-one", assets=("201", "202")).token
+    again = install(client_business, system_user_config, "EAAB-one", assets=("201", "203"))
+    assert again.created is False and AccessToken.objects.count() == 1
+    statuses = dict(token.grants.values_list("asset__meta_id", "status"))
+    assert statuses == {"201": "active", "202": "removed", "203": "active"}

@@ -59,3 +59,14 @@ def system_user_usage(level: MarketingAccessLevel | None = None) -> list[SystemU
     )
     usage = [SystemUserUsage(r["client_id"], r["client__name"], r["in_use"], allowed) for r in rows]
     return sorted(usage, key=lambda u: (u.headroom, u.client_name))
+
+
+def system_user_warning(client_id: int) -> str:
+    """A warning to show staff before they add a system user for this client ("" when there is room).
+
+    For other apps through a dotted-path setting (tokens must not import verification).
+    """
+    for usage in system_user_usage():
+        if usage.client_id == client_id:
+            return usage.warning
+    return ""

@@ -54,3 +54,13 @@ def test_a_business_over_the_limit_is_named():
     [usage] = system_user_usage()
     assert usage.headroom == -1
     assert usage.warning == "Over Ltd has 3 system users, over the 2 allowed."
+
+
+def test_a_warning_for_one_client_is_available_to_other_apps():
+    from verification.limits import system_user_warning
+
+    full, roomy = make_client("Full Ltd"), make_client("Roomy Ltd")
+    make_token(client=full, kind="system_user", meta_user_id="a", scopes=[])
+    make_token(client=full, kind="system_user", meta_user_id="b", scopes=[])
+    assert "at its limit" in system_user_warning(full.pk)
+    assert system_user_warning(roomy.pk) == ""

@@ -426,6 +426,7 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
     stale = stale_reminders(reminders, now)
     result.cancelled = _cancel(stale)
     mail = get_connection()
+    _open(mail)
     try:
         for reminder in reminders:
             if reminder.pk in stale:
@@ -444,6 +445,7 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
                     "Reminder %s to client %s failed: %s", reminder.pk, reminder.client_id, type(exc).__name__
                 )
                 mail.close()  # a broken SMTP session must not fail the rest of the batch
+                _open(mail)
                 outcome = _record_failure(reminder, claim_id, f"{type(exc).__name__}: {exc}", timezone.now())
                 result.failed += outcome == Reminder.Status.FAILED
                 result.retried += outcome == Reminder.Status.PENDING
@@ -467,6 +469,14 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
     finally:
         mail.close()
     return result
+
+
+def _open(mail) -> None:
+    """Open the shared connection; if the server is down, each send fails and is recorded as such."""
+    try:
+        mail.open()
+    except Exception as exc:
+        logger.warning("Mail connection could not be opened: %s", type(exc).__name__)
 
 
 def due_reminder_count(now: datetime | None = None) -> int:

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends import locmem
 from django.test import override_settings
 
 from tokens.models import AccessToken, Reminder, TokenEvent
@@ -237,3 +238,30 @@ def test_a_dead_workers_batch_is_given_back_and_only_the_in_flight_message_count
     assert (untouched.status, untouched.attempts) == ("pending", 0)
     assert (in_flight.status, in_flight.attempts) == ("pending", 1)
     assert "may or may not have been delivered" in in_flight.last_error
+
+
+class CountingBackend(locmem.EmailBackend):
+    opened = 0
+    sent_per_connection: list[int] = []
+
+    def open(self):
+        CountingBackend.opened += 1
+        CountingBackend.sent_per_connection.append(0)
+        return True
+
+    def send_messages(self, messages):
+        CountingBackend.sent_per_connection[-1] += len(messages)
+        return super().send_messages(messages)
+
+
+@override_settings(EMAIL_BACKEND="tokens.tests.test_reminders.CountingBackend")
+def test_a_batch_goes_out_over_one_mail_connection(frozen, client_business, grantor):
+    for _ in range(3):
+        make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    plan_reminders()
+    CountingBackend.opened, CountingBackend.sent_per_connection = 0, []
+
+    result = send_due_reminders()
+
+    assert result.sent == 6
+    assert CountingBackend.opened == 1 and CountingBackend.sent_per_connection == [6]

@@ -529,19 +529,63 @@ def _save(tokens: list[AccessToken], grants: dict[int, list[AssetGrant]], result
         for token in tokens:
             token.updated_at = stamp
         # The status condition keeps a token revoked meanwhile (deauthorize callback) revoked.
-        AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES).bulk_update(
-            tokens, [*fields, "updated_at"], batch_size=500
-        )
+        bulk_set(tokens, [*fields, "updated_at"], only_statuses=AccessToken.LIVE_STATUSES)
     changed = [grant for token_grants in grants.values() for grant in token_grants if getattr(grant, "_changed", 0)]
     if changed:
-        AssetGrant.objects.bulk_update(
-            changed, ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"], batch_size=500
-        )
+        bulk_set(changed, ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"])
     new = [(token, ref, expires) for token in tokens for ref, expires in getattr(token, "_new_grants", [])]
     if new:
         _create_grants(new)
     if result.events:
         TokenEvent.objects.bulk_create(result.events, batch_size=500)
+
+
+BULK_ROWS = 1000
+
+
+def bulk_set(objs: list, fields: list[str], *, only_statuses: Sequence[str] | None = None) -> None:
+    """One ``UPDATE ... FROM (VALUES ...)`` per 1,000 rows.
+
+    Django's ``bulk_update`` builds a CASE expression per row and field, which costs
+    seconds of CPU for a chunk of a few hundred tokens; this costs milliseconds. PostgreSQL
+    and SQLite (3.33+) both take ``WITH v AS (VALUES ...) UPDATE ... FROM v``.
+    """
+    if not objs:
+        return
+    model = type(objs[0])
+    if db_connection.vendor not in ("postgresql", "sqlite"):
+        queryset = model.objects.filter(status__in=only_statuses) if only_statuses else model.objects.all()
+        queryset.bulk_update(objs, fields, batch_size=500)
+        return
+    quote = db_connection.ops.quote_name
+    columns = [model._meta.get_field(name) for name in fields]
+    postgres = db_connection.vendor == "postgresql"
+    pk = model._meta.pk
+    placeholders = [f"%s::{pk.db_type(db_connection)}" if postgres else "%s"] + [
+        f"%s::{column.db_type(db_connection)}" if postgres else "%s" for column in columns
+    ]
+    row_sql = "(" + ", ".join(placeholders) + ")"
+    names = ", ".join(quote(name) for name in ["pk", *(column.column for column in columns)])
+    assignments = ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns)
+    table = quote(model._meta.db_table)
+    condition = f"t.{quote(pk.column)} = v.{quote('pk')}"
+    status_params: list = []
+    if only_statuses:
+        condition += f" AND t.{quote('status')} IN ({', '.join(['%s'] * len(only_statuses))})"
+        status_params = list(only_statuses)
+    for start in range(0, len(objs), BULK_ROWS):
+        batch = objs[start : start + BULK_ROWS]
+        params: list = []
+        for obj in batch:
+            params.append(obj.pk)
+            params.extend(column.get_db_prep_save(getattr(obj, column.attname), db_connection) for column in columns)
+        # Identifiers come from the model's metadata; every value is a bound parameter.
+        sql = (
+            f"WITH v ({names}) AS (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608
+            f"UPDATE {table} AS t SET {assignments} FROM v WHERE {condition}"
+        )
+        with db_connection.cursor() as cursor:
+            cursor.execute(sql, params + status_params)
 
 
 def _create_grants(new: list[tuple[AccessToken, object, datetime | None]]) -> None:

@@ -219,3 +219,19 @@ def test_database_queries_per_chunk_do_not_grow_with_tokens(frozen, meta, client
     assert many <= few + 4
     assert AssetGrant.objects.filter(status="removed").count() == 125
     assert AssetGrant.objects.filter(status="active").count() == 125
+
+
+def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, client_business):
+    token = token_with_meta(meta, client_business, "racing", expires_at=NOW + 2 * DAY)
+    answer = meta.debug_tokens
+
+    def revoke_meanwhile(values):
+        AccessToken.objects.filter(pk=token.pk).update(status="revoked")  # the deauthorize callback
+        return answer(values)
+
+    meta.debug_tokens = revoke_meanwhile
+
+    sweep(meta)
+
+    token.refresh_from_db()
+    assert token.status == "revoked"

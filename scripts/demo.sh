@@ -7,7 +7,8 @@ PORT="${PORT:-8000}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:${PORT}}"
 export META_SIMULATOR="${META_SIMULATOR:-true}"
 PY=.venv/bin/python
-mkdir -p var/log
+LOG_DIR="${PORTAL_VAR_DIR:-var}/log"
+mkdir -p "$LOG_DIR"
 
 $PY manage.py migrate --no-input -v0
 $PY manage.py seed_demo
@@ -19,10 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-.venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 >var/log/worker.log 2>&1 &
+.venv/bin/celery -A config worker --loglevel=INFO --concurrency=2 >"$LOG_DIR/worker.log" 2>&1 &
 pids+=($!)
-.venv/bin/celery -A config beat --loglevel=INFO >var/log/beat.log 2>&1 &
+.venv/bin/celery -A config beat --loglevel=INFO >"$LOG_DIR/beat.log" 2>&1 &
 pids+=($!)
-echo "Celery worker and beat started (logs in var/log/)."
+echo "Celery worker and beat started (logs in $LOG_DIR/)."
 echo "Portal: http://127.0.0.1:${PORT}/  (admin: http://127.0.0.1:${PORT}/admin/)"
 $PY manage.py runserver "127.0.0.1:${PORT}" --noreload

@@ -1,0 +1,302 @@
+"""Benchmark of the health sweep and of reminder sending against the local simulator (not a test).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/sweep.py --tokens 1000 10000
+
+For each N: seeds N user tokens (each covering the same 6 assets of the simulator's Acme
+Bakery: 2 Pages, 2 ad accounts, 2 businesses) in the simulator and in the portal, starts
+the simulator in its own process (Django's runserver), then sweeps every token in chunks
+(`start_sweep` + `check_tokens`, as the Celery tasks do) in ``--workers`` child processes
+and reports wall time, tokens/s, Graph HTTP requests (counted by the simulator), database
+queries (counted in the sweeping processes) and the sweeping processes' peak RSS. Then it
+plans and sends reminders for ``--reminders`` tokens through a local SMTP server and
+reports messages/s. Everything it seeds is deleted first: use a database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import multiprocessing
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+
+ACME, ALICE = "9100000000000001", "1000000000000001"
+# Meta's budget is ~200 calls per daily active user per hour; the simulator defaults to
+# 100,000 calls/hour. The benchmark measures our code, so Meta's budget is lifted.
+SERVER = """
+import os, sys, django
+django.setup()
+from django.conf import settings
+settings.SIMULATOR_APP_CALLS_PER_HOUR = 10**12
+from django.core.management import call_command
+call_command("runserver", sys.argv[1], use_reloader=False, use_threading=True, skip_checks=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_simulator(port: int) -> subprocess.Popen:
+    import requests
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/simulator/graph/v26.0/", timeout=1)
+            return process
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("The simulator did not start.")
+
+
+def seed(n: int) -> None:
+    """N tokens in the simulator (clones of one issued token) and the same N in the portal."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.utils import timezone
+
+    from simulator import api, core
+    from simulator.models import SimToken
+    from tokens import crypto
+    from tokens.install import granted_assets
+    from tokens.meta import graph_client
+    from tokens.models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
+
+    ClientBusiness = apps.get_model("onboarding", "ClientBusiness")
+    LoginConfiguration = apps.get_model("onboarding", "LoginConfiguration")
+    Invitation = apps.get_model("onboarding", "Invitation")
+    for model in (Reminder, TokenEvent, AssetGrant, SweepRun, Invitation):
+        model.objects.all().delete()
+    AccessToken.objects.filter(kind="granular_system_user").delete()
+    AccessToken.objects.all().delete()
+    Asset.objects.all().delete()
+    ClientBusiness.objects.all().delete()
+    LoginConfiguration.objects.filter(config_id="bench").delete()
+
+    api.reset()
+    api.seed_world()
+    api.register_app(settings.META_APP_ID, settings.META_APP_SECRET, [f"{settings.PORTAL_BASE_URL}/connect/callback/"])
+    first = api.issue_token(token_type="user", business_id=ACME, person_id=ALICE)
+    template = SimToken.objects.get(value=first)
+    values = [first]
+    for start in range(1, n, 5000):
+        batch = []
+        for _ in range(start, min(start + 5000, n)):
+            template.pk = None
+            template.value = core.new_token_value()
+            batch.append(SimToken(**{f.attname: getattr(template, f.attname) for f in SimToken._meta.concrete_fields}))
+            values.append(template.value)
+        SimToken.objects.bulk_create(batch)
+
+    client = graph_client()
+    info = client.debug_token(first)
+    refs = granted_assets(info.granular_scopes, client.list_assets(first))
+    assets = Asset.objects.bulk_create([Asset(kind=r.kind, meta_id=r.meta_id, name=r.name) for r in refs])
+    configuration = LoginConfiguration.objects.create(
+        name="Bench", config_id="bench", token_type="user", permissions=info.scopes, asset_types=["page"]
+    )
+    now = timezone.now()
+    for start in range(0, n, 2000):
+        chunk = values[start : start + 2000]
+        clients = ClientBusiness.objects.bulk_create(
+            [
+                ClientBusiness(name=f"Bench client {start + i}", status="active", notification_emails="ops@bench.test")
+                for i in range(len(chunk))
+            ]
+        )
+        tokens = AccessToken.objects.bulk_create(
+            [
+                AccessToken(
+                    client=c,
+                    configuration=configuration,
+                    kind="user",
+                    value=v,
+                    fingerprint=crypto.fingerprint(v),
+                    meta_app_id=settings.META_APP_ID,
+                    meta_user_id="bench",
+                    expires_at=now + timedelta(days=60),
+                    next_check_at=now,
+                )
+                for c, v in zip(clients, chunk, strict=True)
+            ]
+        )
+        AssetGrant.objects.bulk_create([AssetGrant(token=t, asset=a) for t in tokens for a in assets])
+
+
+def sweep_worker(chunks: list[list[int]], run_id: int, out) -> None:
+    from django.db import connection
+
+    from tokens.meta import graph_client
+    from tokens.sweep import check_tokens
+
+    queries = ledger = 0
+
+    def count(execute, sql, params, many, context):
+        nonlocal queries, ledger
+        queries += 1
+        ledger += "verification_apicallhour" in sql  # the verification app's Graph call hook
+        return execute(sql, params, many, context)
+
+    client = graph_client()
+    with connection.execute_wrapper(count):
+        for chunk in chunks:
+            check_tokens(chunk, run_id=run_id, client=client)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.send((queries, usage.ru_maxrss, ledger, usage.ru_utime + usage.ru_stime))
+    out.close()
+
+
+def run_sweep(workers: int) -> dict:
+    from django.db import connections
+
+    from simulator import api
+    from tokens.models import AccessToken, AssetGrant, SweepRun
+    from tokens.sweep import start_sweep
+
+    tokens = AccessToken.objects.count()
+    grants = AssetGrant.objects.count()
+    before = api.request_count()
+    started = time.perf_counter()
+    run, chunks = start_sweep()
+    connections.close_all()  # children must not share the parent's connection
+    context = multiprocessing.get_context("fork")
+    pipes, processes = [], []
+    for w in range(workers):
+        parent, child = context.Pipe()
+        process = context.Process(target=sweep_worker, args=(chunks[w::workers], run.pk, child))
+        process.start()
+        pipes.append(parent)
+        processes.append(process)
+    reports = [pipe.recv() for pipe in pipes]
+    for process in processes:
+        process.join()
+    wall = time.perf_counter() - started
+    run = SweepRun.objects.get(pk=run.pk)
+    checked = AccessToken.objects.filter(last_checked_at__gte=run.started_at).count()
+    return {
+        "tokens": tokens,
+        "assets": grants,
+        "chunks": len(chunks),
+        "checked": checked,
+        "run_status": run.status,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall,
+        "http_requests": api.request_count() - before,
+        "http_bound": math.ceil(grants / 50) + math.ceil(tokens / 50),
+        "queries": sum(r[0] for r in reports),
+        "queries_per_chunk": sum(r[0] - r[2] for r in reports) / max(len(chunks), 1),
+        "ledger_queries_per_chunk": sum(r[2] for r in reports) / max(len(chunks), 1),
+        "peak_rss_mb": max(r[1] for r in reports) / 1024,
+        "portal_cpu_s": sum(r[3] for r in reports),
+    }
+
+
+def run_reminders(count: int) -> dict:
+    from aiosmtpd.controller import Controller
+    from django.conf import settings
+    from django.utils import timezone
+
+    from tokens.models import AccessToken, Reminder
+    from tokens.reminders import plan_reminders, send_due_reminders
+
+    class Sink:
+        received = 0
+
+        async def handle_DATA(self, server, session, envelope):
+            Sink.received += 1
+            return "250 OK"
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    controller = Controller(Sink(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = controller.hostname, controller.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    try:
+        ids = list(AccessToken.objects.order_by("pk").values_list("pk", flat=True)[:count])
+        AccessToken.objects.filter(pk__in=ids).update(expires_at=timezone.now() + timedelta(days=3))
+        started = time.perf_counter()
+        plan_reminders()
+        planned = time.perf_counter() - started
+        pending = Reminder.objects.filter(status="pending").count()
+        started = time.perf_counter()
+        while send_due_reminders(limit=settings.REMINDER_BATCH_SIZE).claimed:
+            pass
+        sending = time.perf_counter() - started
+    finally:
+        controller.stop()
+    return {
+        "reminders": pending,
+        "plan_s": planned,
+        "send_s": sending,
+        "messages_per_s": Sink.received / sending if sending else 0.0,
+        "received": Sink.received,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--workers", type=int, default=1, help="sweeping processes (the chunks fan out to them)")
+    parser.add_argument("--reminders", type=int, default=500, help="tokens made due for a reminder (2 each)")
+    args = parser.parse_args()
+
+    port = free_port()
+    os.environ["META_GRAPH_URL"] = f"http://127.0.0.1:{port}/simulator/graph"
+    os.environ["PORTAL_BASE_URL"] = f"http://127.0.0.1:{port}"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    server = start_simulator(port)
+    try:
+        print(
+            "| tokens | assets | chunks | wall s | tokens/s | portal CPU s | HTTP requests (bound) "
+            "| DB queries/chunk (+ ledger hook) | peak RSS MB | reminders | plan s | sent/s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for n in args.tokens:
+            seed(n)
+            s = run_sweep(args.workers)
+            assert s["checked"] == n and s["run_status"] == "finished", s
+            r = run_reminders(min(args.reminders, n))
+            print(
+                f"| {s['tokens']:,} | {s['assets']:,} | {s['chunks']} | {s['wall_s']:.1f} | {s['tokens_per_s']:.0f} "
+                f"| {s['portal_cpu_s']:.1f} | {s['http_requests']:,} ({s['http_bound']:,}) "
+                f"| {s['queries_per_chunk']:.1f} (+{s['ledger_queries_per_chunk']:.0f}) "
+                f"| {s['peak_rss_mb']:.0f} | {r['reminders']:,} | {r['plan_s']:.1f} | {r['messages_per_s']:.0f} |",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

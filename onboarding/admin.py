@@ -116,13 +116,17 @@ class LoginConfigurationAdmin(admin.ModelAdmin):
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
     list_display = (
-        "client", "configuration", "mode", "email", "sent_at", "opened_at", "completed_at", "expires_at", "revoked_at",
+        "client", "configuration", "mode", "email", "state", "sent_at", "opened_at", "completed_at", "expires_at",
     )  # fmt: skip
     list_filter = ("mode",)
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "email")
     readonly_fields = ("key_hash", "sent_at", "opened_at", "completed_at", "revoked_at", "created_at", "created_by")
     actions = ["revoke"]
+
+    @admin.display(description="State")
+    def state(self, obj) -> str:
+        return obj.state_label()
 
     def has_add_permission(self, request):
         return False  # invitations are created by the "Send onboarding invitation" action (the key is shown once)

@@ -210,6 +210,18 @@ class Invitation(models.Model):
     def is_expired(self, now=None) -> bool:
         return (now or timezone.now()) >= self.expires_at
 
+    def state_label(self, now=None) -> str:
+        """Where the invitation stands, for staff."""
+        if self.revoked_at:
+            return "Revoked"
+        if self.completed_at:
+            return "Completed"
+        if self.is_expired(now):
+            return "Expired"
+        if self.opened_at:
+            return "Opened"
+        return "Sent" if self.sent_at else "Created"
+
 
 class LoginAttempt(models.Model):
     class Outcome(models.TextChoices):

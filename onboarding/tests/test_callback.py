@@ -274,3 +274,29 @@ def test_the_mobile_warning_shows_for_system_user_configurations_on_a_phone(clie
     assert "Please switch to a computer" in page
     desktop = client.get(f"/invite/{invitation_key}/", HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64)")
     assert "Please switch to a computer" not in desktop.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("variant", "token_type", "extras"),
+    [
+        ("whatsapp_embedded_signup", "system_user", {"setup": {}, "featureType": "", "sessionInfoVersion": "3"}),
+        ("instagram", "user", {"setup": {"channel": "IG_API_ONBOARDING"}}),
+    ],
+)
+def test_the_dialog_url_carries_the_variant_s_extras_and_never_a_scope(
+    client_business, system_user_config, variant, token_type, extras
+):
+    import json
+
+    from onboarding.flow import dialog_url, start_login
+    from onboarding.invitations import create_invitation
+    from tokens.meta import graph_client
+
+    system_user_config.variant, system_user_config.token_type = variant, token_type
+    system_user_config.save()
+    invitation, _ = create_invitation(client_business, system_user_config)
+    attempt, state = start_login(invitation, binding="b" * 64)
+    query = parse_qs(urlsplit(dialog_url(attempt, state, graph_client())).query)
+    assert json.loads(query["extras"][0]) == extras
+    assert "scope" not in query
+    assert ("response_type" in query) == (token_type == "system_user")

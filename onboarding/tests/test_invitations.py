@@ -158,3 +158,17 @@ def test_reconnect_url_creates_a_reconnect_invitation_for_the_tokens_client_and_
     assert invitation.email == "ada@acme.test"
     page = client.get(url.removeprefix("http://127.0.0.1:8000")).content.decode()
     assert "Reconnect Acme Bakery" in page
+
+
+def test_staff_see_where_each_invitation_stands(client, client_business, system_user_config):
+    invitation, _ = create_invitation(client_business, system_user_config)
+    assert invitation.state_label() == "Created"
+    invitation.sent_at = timezone.now()
+    assert invitation.state_label() == "Sent"
+    invitation.opened_at = timezone.now()
+    assert invitation.state_label() == "Opened"
+    assert invitation.state_label(now=invitation.expires_at) == "Expired"
+    invitation.completed_at = timezone.now()
+    assert invitation.state_label(now=invitation.expires_at) == "Completed"
+    client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    assert "Created" in client.get("/admin/onboarding/invitation/").content.decode()

@@ -89,6 +89,16 @@ def start_sweep(now: datetime | None = None, chunk_size: int | None = None) -> t
     chunk_size = chunk_size or settings.SWEEP_CHUNK_SIZE
     claim_until = now + timedelta(seconds=settings.SWEEP_CLAIM_SECONDS)
     with transaction.atomic():
+        # A run whose chunks were lost (worker killed, queue purged) would show "running" forever.
+        SweepRun.objects.filter(
+            job=JOB,
+            status=SweepRun.Status.RUNNING,
+            started_at__lt=now - timedelta(seconds=settings.SWEEP_CLAIM_SECONDS),
+        ).update(
+            status=SweepRun.Status.FAILED,
+            finished_at=now,
+            last_error="Some chunks never reported; their tokens came due again and were swept later.",
+        )
         ids = list(due_tokens(now).order_by("next_check_at", "pk").values_list("pk", flat=True))
         if ids:
             # Bounded IN lists: SQLite caps bound parameters.
@@ -629,6 +639,19 @@ def _record_progress(run: SweepRun | None, result: ChunkResult, asked: int) -> N
         errors=F("errors") + result.errors,
     )
     result.finished_run = finish_sweep(run.pk)
+
+
+def record_chunk_failure(run_id: int | None, asked: int, error: BaseException) -> None:
+    """A chunk crashed: count it as done with an error so the run still finishes; its tokens come due again."""
+    if not run_id:
+        return
+    SweepRun.objects.filter(pk=run_id).update(
+        chunks_done=F("chunks_done") + 1,
+        items_done=F("items_done") + asked,
+        errors=F("errors") + 1,
+        last_error=f"{type(error).__name__}: {error}"[:1000],
+    )
+    finish_sweep(run_id)
 
 
 def finish_sweep(run_id: int) -> bool:

@@ -48,7 +48,11 @@ def start_health_sweep() -> dict:
 
 @shared_task(name="tokens.check_token_chunk")
 def check_token_chunk(run_id: int, token_ids: list[int]) -> dict:
-    result = sweep.check_tokens(token_ids, run_id=run_id)
+    try:
+        result = sweep.check_tokens(token_ids, run_id=run_id)
+    except Exception as error:
+        sweep.record_chunk_failure(run_id, len(token_ids), error)
+        raise
     if result.finished_run:
         transaction.on_commit(plan_reminders.delay)
     return {**result.totals(), "skipped": result.skipped}

@@ -235,3 +235,15 @@ def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, 
 
     token.refresh_from_db()
     assert token.status == "revoked"
+
+
+def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta, client_business, settings):
+    token_with_meta(meta, client_business, "lost")
+    with time_machine.travel(NOW, tick=False):
+        lost, _ = start_sweep()  # its chunk is never run
+    with time_machine.travel(NOW + timedelta(seconds=settings.SWEEP_CLAIM_SECONDS + 1), tick=False):
+        again, chunks = start_sweep()
+
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "never reported" in lost.last_error
+    assert chunks  # the lost chunk's token came due again

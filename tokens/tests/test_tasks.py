@@ -1,0 +1,80 @@
+"""The Celery tasks, called in-process: thin, id-only, and harmless when run twice."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+
+from tokens import tasks
+from tokens.models import AccessToken, Reminder, SweepRun
+from tokens.tests.fake_graph import FakeGraph, FakeToken
+from tokens.tests.helpers import make_client, make_contact, make_token
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def stub_links(settings):
+    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
+
+
+@pytest.fixture
+def meta(monkeypatch):
+    fake = FakeGraph()
+    monkeypatch.setattr("tokens.meta.graph_client", lambda: fake)
+    return fake
+
+
+def test_planning_and_sending_twice_sends_each_reminder_once(django_capture_on_commit_callbacks):
+    client = make_client()
+    make_token(client, granted_by=make_contact(client), expires_at=NOW + timedelta(days=2))
+    with time_machine.travel(NOW, tick=False):
+        with django_capture_on_commit_callbacks() as queued:
+            assert tasks.plan_reminders() == {"planned": 2, "reactivated": 0, "cancelled": 0}
+            tasks.plan_reminders()
+        assert len(queued) == 2  # each planning run asks for a send, after its commit
+        first, second = tasks.send_reminders(), tasks.send_reminders()
+
+    assert (first["sent"], second["claimed"]) == (2, 0)
+    assert len(mail.outbox) == 2 and Reminder.objects.filter(status="sent").count() == 2
+
+
+def test_the_beat_task_fans_out_chunks_of_ids_and_a_second_beat_finds_nothing(
+    meta, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.SWEEP_CHUNK_SIZE = 2
+    client = make_client()
+    for i in range(3):
+        make_token(client, value=f"v{i}", next_check_at=NOW)
+        meta.tokens[f"v{i}"] = FakeToken(expires_at=NOW + timedelta(days=50))
+    sent = []
+    monkeypatch.setattr(tasks.check_token_chunk, "delay", lambda *args: sent.append(args))
+
+    with time_machine.travel(NOW, tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            first = tasks.start_health_sweep()
+            second = tasks.start_health_sweep()
+        for run_id, ids in sent:
+            tasks.check_token_chunk(run_id, ids)
+            tasks.check_token_chunk(run_id, ids)  # redelivered
+
+    assert (first["chunks"], second["chunks"]) == (2, 0)
+    assert all(isinstance(i, int) for _, ids in sent for i in ids)  # ids, never tokens
+    assert SweepRun.objects.get(pk=first["run"]).status == "finished"
+    assert set(AccessToken.objects.values_list("last_checked_at", flat=True)) == {NOW}
+
+
+def test_a_crashing_chunk_still_lets_its_run_finish_and_shows_the_error(meta, monkeypatch):
+    make_token(make_client(), value="v", next_check_at=NOW)
+    with time_machine.travel(NOW, tick=False):
+        run_id = tasks.start_health_sweep()["run"]
+        monkeypatch.setattr("tokens.sweep.check_tokens", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            tasks.check_token_chunk(run_id, list(AccessToken.objects.values_list("pk", flat=True)))
+
+    run = SweepRun.objects.get(pk=run_id)
+    assert (run.status, run.errors) == ("finished", 1)
+    assert "ZeroDivisionError" in run.last_error

@@ -4,7 +4,7 @@ expiring at different times, and the simulator's fake Meta world to match."""
 from __future__ import annotations
 
 import os
-import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.apps import apps
@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from onboarding.models import ClientBusiness, Contact, LoginConfiguration
 from tokens.models import AccessToken, Asset, AssetGrant
+from verification import services as verification_services
+from verification.models import AppRole, TechProviderVerification
 
 STAFF_USERNAME = "staff"
 DEFAULT_STAFF_PASSWORD = "demo-staff-password"
@@ -63,17 +65,30 @@ CONFIGURATIONS = [
     },
 ]
 
-# (name, status, configuration index or None, token kind, days until expiry or None, assets)
+# The simulator's fake world (simulator.api.BUSINESSES / PEOPLE): clients with tokens map onto it.
+ACME, BISTRO, COBALT, GLOBEX = "9100000000000001", "9100000000000002", "9100000000000003", "9100000000000004"
+ALICE, CARLA, GUS = "1000000000000001", "1000000000000003", "1000000000000005"
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    name: str
+    status: str
+    configuration: int | None = None  # index into CONFIGURATIONS
+    business_id: str | None = None  # in the simulator
+    person_id: str | None = None  # who granted a user token
+    days_left: int | None = None  # token expiry; None = never
+
+
 CLIENTS = [
-    ("Blue Harbor Coffee", "invited", None, None, None, []),
-    ("Northwind Outfitters", "onboarding", None, None, None, []),
-    ("Acme Bakery", "active", 0, "system_user", None, [("ad_account", "Acme Ads"), ("page", "Acme Bakery")]),
-    ("Sunrise Yoga", "active", 1, "user", 20, [("page", "Sunrise Yoga"), ("instagram_account", "@sunriseyoga")]),
-    ("Lumen Dental", "needs_reauth", 1, "user", 5, [("page", "Lumen Dental Clinic")]),
-    ("Harbor Freight Lines", "active", 2, "system_user", 12, [("whatsapp_business_account", "Harbor Freight WA")]),
-    ("Maple Home Goods", "active", 3, "system_user", 2, [("catalog", "Maple Home Catalog")]),
-    ("Granite Fitness", "disconnected", 0, "system_user", None, [("ad_account", "Granite Ads")]),
-    ("Old Mill Books", "offboarded", None, None, None, []),
+    DemoClient("Blue Harbor Coffee", "invited"),
+    DemoClient("Northwind Outfitters", "onboarding"),
+    DemoClient("Acme Bakery", "active", 0, ACME),
+    DemoClient("Bistro Nord", "active", 1, BISTRO, ALICE, days_left=20),
+    DemoClient("Cobalt Cycles", "needs_reauth", 1, COBALT, CARLA, days_left=5),
+    DemoClient("Globex Media", "active", 3, GLOBEX, days_left=2),
+    DemoClient("Granite Fitness", "disconnected"),
+    DemoClient("Old Mill Books", "offboarded"),
 ]
 
 
@@ -86,12 +101,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         password = os.environ.get("DEMO_STAFF_PASSWORD", DEFAULT_STAFF_PASSWORD)
+        simulator_on = apps.is_installed("simulator")
         with transaction.atomic():
             self.seed_staff(password)
             configurations = [self.seed_configuration(spec) for spec in CONFIGURATIONS]
-            for row in CLIENTS:
-                self.seed_client(configurations, *row)
-        self.seed_simulator(configurations)
+            if simulator_on:
+                self.seed_simulator(configurations)
+            for demo in CLIENTS:
+                self.seed_client(configurations, demo, with_token=simulator_on)
+            self.seed_verification()
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"Staff login: username={STAFF_USERNAME} password={password}")
         self.stdout.write(f"Admin: {settings.PORTAL_BASE_URL}/admin/")
@@ -108,59 +126,76 @@ class Command(BaseCommand):
         configuration, _ = LoginConfiguration.objects.update_or_create(config_id=spec["config_id"], defaults=spec)
         return configuration
 
-    def seed_client(self, configurations, name, status, config_index, kind, days_left, assets) -> None:
+    def seed_client(self, configurations, demo: DemoClient, *, with_token: bool) -> None:
         client, created = ClientBusiness.objects.get_or_create(
-            name=name,
-            defaults={"status": status, "notification_emails": f"alerts@{slug(name)}.test"},
+            name=demo.name,
+            defaults={
+                "status": demo.status,
+                "meta_business_id": demo.business_id,
+                "notification_emails": f"alerts@{slug(demo.name)}.test",
+            },
         )
         contact, _ = Contact.objects.get_or_create(
-            client=client, email=f"owner@{slug(name)}.test", defaults={"name": f"{name} owner"}
+            client=client, email=f"owner@{slug(demo.name)}.test", defaults={"name": f"{demo.name} owner"}
         )
-        if not created or config_index is None:
-            return
+        if created and with_token and demo.configuration is not None:
+            self.seed_token(client, contact, configurations[demo.configuration], demo)
+
+    def seed_token(self, client, contact, configuration: LoginConfiguration, demo: DemoClient) -> None:
+        """A real simulator token, stored as onboarding would have stored it."""
+        from simulator import api as simulator
+        from simulator.models import SimAsset
+
+        assets = list(
+            SimAsset.objects.filter(owner__business_id=demo.business_id, kind__in=configuration.asset_types)
+        )
+        asset_ids = [asset.asset_id for asset in assets]
+        is_user = configuration.token_type == "user"
+        value = simulator.issue_token(
+            token_type=configuration.token_type,
+            business_id=demo.business_id,
+            person_id=demo.person_id,
+            config_id=configuration.config_id,
+            asset_ids=asset_ids,
+            expires_in=timedelta(days=demo.days_left) if demo.days_left is not None else None,
+        )
         now = timezone.now()
-        token_status = "active"
-        if status == "disconnected":
-            token_status = "invalid"
-        elif days_left is not None and days_left <= 14:
-            token_status = "expiring"
+        expires_at = now + timedelta(days=demo.days_left) if demo.days_left is not None else None
         token = AccessToken.objects.create(
             client=client,
-            configuration=configurations[config_index],
-            kind=kind,
-            value=f"EAADEMO{secrets.token_urlsafe(48)}",
+            configuration=configuration,
+            kind=configuration.token_type,
+            value=value,
             meta_app_id=settings.META_APP_ID,
-            meta_user_id=str(10_000_000 + client.pk),
+            meta_user_id=demo.person_id if is_user else simulator.system_user_id(demo.business_id),
             granted_by=contact,
-            scopes=configurations[config_index].permissions,
-            issued_at=now - timedelta(days=30),
-            expires_at=now + timedelta(days=days_left) if days_left is not None else None,
-            data_access_expires_at=now + timedelta(days=60) if kind == "user" else None,
-            status=token_status,
-            status_reason="Error validating access token: the session has been invalidated (190/492)"
-            if token_status == "invalid"
-            else "",
-            error_code=190 if token_status == "invalid" else None,
+            scopes=configuration.permissions,
+            granular_scopes=[{"scope": scope, "target_ids": asset_ids} for scope in configuration.permissions],
+            issued_at=now,
+            expires_at=expires_at,
+            data_access_expires_at=now + timedelta(days=90) if is_user else None,
+            status="expiring" if demo.days_left is not None and demo.days_left <= 14 else "active",
         )
-        for index, (asset_kind, asset_name) in enumerate(assets):
+        for sim_asset in assets:
             asset, _ = Asset.objects.get_or_create(
-                kind=asset_kind,
-                meta_id=f"{client.pk:03d}{index:03d}000{len(asset_name)}",
-                defaults={"name": asset_name, "client": client},
+                kind=sim_asset.kind, meta_id=sim_asset.asset_id, defaults={"name": sim_asset.name, "client": client}
             )
-            AssetGrant.objects.get_or_create(
-                token=token,
-                asset=asset,
-                defaults={
-                    "user_access_expire_time": now + timedelta(days=days_left + 3)
-                    if kind == "user" and days_left
-                    else None
-                },
+            AssetGrant.objects.get_or_create(token=token, asset=asset)
+
+    def seed_verification(self) -> None:
+        provider, created = TechProviderVerification.objects.get_or_create(
+            meta_business_id="9199999999999999", defaults={"name": "Our provider business", "is_provider": True}
+        )
+        if created:
+            # Meta's email arrived 40 days ago: 20 days left to get verified.
+            verification_services.change_status(
+                provider, "required", note="Demo data", notified_on=timezone.localdate() - timedelta(days=40)
             )
+        AppRole.objects.get_or_create(
+            meta_user_id=ALICE, defaults={"name": "Alice Admin", "role": "developer", "email": "alice@acme.example"}
+        )
 
     def seed_simulator(self, configurations) -> None:
-        if not apps.is_installed("simulator"):
-            return
         from simulator import api as simulator
 
         simulator.seed_world()
@@ -180,4 +215,5 @@ class Command(BaseCommand):
                 permissions=configuration.permissions,
                 asset_types=configuration.asset_types,
                 token_expiry=configuration.token_expiry,
+                name=configuration.name,
             )

@@ -1,0 +1,33 @@
+import pytest
+from django.core.management import call_command
+
+from onboarding.models import ClientBusiness
+from tokens.models import AccessToken, AssetGrant
+
+pytestmark = pytest.mark.django_db
+
+
+def counts() -> tuple[int, int, int]:
+    return ClientBusiness.objects.count(), AccessToken.objects.count(), AssetGrant.objects.count()
+
+
+def test_the_demo_data_covers_every_client_status_and_staggered_expiries():
+    call_command("seed_demo")
+    assert set(ClientBusiness.objects.values_list("status", flat=True)) == set(ClientBusiness.Status.values)
+    expiries = {token.days_left() for token in AccessToken.objects.all()}
+    assert None in expiries  # a token that never expires
+    assert len(expiries - {None}) >= 3
+
+
+def test_seeding_twice_changes_nothing():
+    call_command("seed_demo")
+    first = counts()
+    call_command("seed_demo")
+    assert counts() == first
+
+
+def test_demo_tokens_are_readable_and_encrypted():
+    call_command("seed_demo")
+    token = AccessToken.objects.filter(client__name="Acme Bakery").get()
+    assert token.value.startswith("EAA")
+    assert token.grants.exists()

@@ -31,27 +31,34 @@ class SimulatedMeta:
         return core.appsecret_proof(self.app_secret, token, str(proof_time) if proof_time is not None else None)
 
 
-def start(base_url: str, settings) -> SimulatedMeta:
-    """Reset and seed the simulator, register the portal's app, point the settings at it."""
+def start(base_url: str, settings=None) -> SimulatedMeta:
+    """Reset and seed the simulator and register the portal's app.
+
+    With pytest-django's `settings` fixture, also point META_GRAPH_URL, META_DIALOG_URL and
+    PORTAL_BASE_URL at the simulator (restored after the test by that fixture).
+    """
+    from django.conf import settings as django_settings
+
     api.reset()
     api.seed_world()
     api.register_app(
-        settings.META_APP_ID,
-        settings.META_APP_SECRET,
+        django_settings.META_APP_ID,
+        django_settings.META_APP_SECRET,
         [f"{base_url}/connect/callback/"],
         deauthorize_url=f"{base_url}/meta/deauthorize/",
         data_deletion_url=f"{base_url}/meta/data-deletion/",
         webhook_url=f"{base_url}/meta/webhooks/",
     )
-    settings.META_GRAPH_URL = f"{base_url}/simulator/graph"
-    settings.META_DIALOG_URL = f"{base_url}/simulator/www"
-    settings.PORTAL_BASE_URL = base_url
+    if settings is not None:
+        settings.META_GRAPH_URL = f"{base_url}/simulator/graph"
+        settings.META_DIALOG_URL = f"{base_url}/simulator/www"
+        settings.PORTAL_BASE_URL = base_url
     return SimulatedMeta(
         base_url=base_url,
-        graph_url=settings.META_GRAPH_URL,
-        dialog_url=settings.META_DIALOG_URL,
-        app_id=settings.META_APP_ID,
-        app_secret=settings.META_APP_SECRET,
+        graph_url=f"{base_url}/simulator/graph",
+        dialog_url=f"{base_url}/simulator/www",
+        app_id=django_settings.META_APP_ID,
+        app_secret=django_settings.META_APP_SECRET,
         redirect_uri=f"{base_url}/connect/callback/",
-        version=settings.META_GRAPH_VERSION,
+        version=django_settings.META_GRAPH_VERSION,
     )

@@ -7,10 +7,16 @@ import requests
 
 from simulator.models import SimToken
 
+# Tests over the live server flush only the simulator's tables: flushing every table and
+# recreating content types after each test costs seconds on PostgreSQL.
+live = pytest.mark.django_db(transaction=True, available_apps=["simulator"])
+
 
 @pytest.fixture
-def meta(simulated_meta):
-    return simulated_meta
+def meta(live_server):
+    from simulator.testing import start
+
+    return start(live_server.url)
 
 
 @pytest.fixture

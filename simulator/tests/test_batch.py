@@ -3,6 +3,9 @@
 import json
 
 from simulator import api
+from simulator.tests.conftest import live
+
+pytestmark = live
 
 PAGE_1 = api.asset_id_for("page", 1, 1)
 

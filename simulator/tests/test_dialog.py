@@ -5,6 +5,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from simulator import api
+from simulator.tests.conftest import live
+
+pytestmark = live
 
 ACME = "9100000000000001"
 PAGE_1 = api.asset_id_for("page", 1, 1)

@@ -3,7 +3,9 @@
 import json
 
 from simulator import api
-from simulator.tests.conftest import graph_call
+from simulator.tests.conftest import graph_call, live
+
+pytestmark = live
 
 AD_1 = api.asset_id_for("ad_account", 1, 1)
 

@@ -4,7 +4,9 @@ import json
 from urllib.parse import parse_qs, urlparse
 
 from simulator import api
-from simulator.tests.conftest import graph_call
+from simulator.tests.conftest import graph_call, live
+
+pytestmark = live
 
 ACME, BISTRO, GLOBEX = "9100000000000001", "9100000000000002", "9100000000000004"
 PAGE_1, PAGE_2 = api.asset_id_for("page", 1, 1), api.asset_id_for("page", 1, 2)

@@ -12,7 +12,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from simulator import api
-from simulator.tests.conftest import graph_call
+from simulator.tests.conftest import graph_call, live
+
+pytestmark = live
 
 ACME = "9100000000000001"
 PAGE_1 = api.asset_id_for("page", 1, 1)

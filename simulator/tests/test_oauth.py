@@ -3,7 +3,9 @@
 import pytest
 
 from simulator import api
-from simulator.tests.conftest import graph_call
+from simulator.tests.conftest import graph_call, live
+
+pytestmark = live
 
 PAGE_1 = api.asset_id_for("page", 1, 1)
 AD_ACCOUNT_1 = api.asset_id_for("ad_account", 1, 1)

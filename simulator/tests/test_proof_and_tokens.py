@@ -3,7 +3,9 @@
 import time
 
 from simulator import api
-from simulator.tests.conftest import graph_call, throwaway_token
+from simulator.tests.conftest import graph_call, live, throwaway_token
+
+pytestmark = live
 
 
 def error_of(response):

@@ -72,7 +72,35 @@ def start_simulator(port: int) -> subprocess.Popen:
     raise SystemExit("The simulator did not start.")
 
 
-def seed(n: int) -> None:
+FAKE_ASSETS = [
+    ("page", "2001000000000001", "Page 1"),
+    ("page", "2001000000000002", "Page 2"),
+    ("ad_account", "3001000000000001", "Ad account 1"),
+    ("ad_account", "3001000000000002", "Ad account 2"),
+    ("business", "9100000000000001", "Acme Bakery"),
+    ("business", "9100000000000002", "Bistro Nord"),
+]
+
+
+def fake_meta():
+    """An in-process Meta that answers every token alike and keeps nothing per token (``--meta fake``)."""
+    from tokens.tests.fake_graph import FakeGraph, FakeToken
+
+    template = FakeToken(expires_at=None, assets={meta_id: (kind, name, None) for kind, meta_id, name in FAKE_ASSETS})
+
+    class Every(dict):
+        def get(self, key, default=None):
+            return template
+
+        def __getitem__(self, key):
+            return template
+
+    fake = FakeGraph()
+    fake.tokens = Every()
+    return fake
+
+
+def seed(n: int, meta: str) -> None:
     """N tokens in the simulator (clones of one issued token) and the same N in the portal."""
     from django.apps import apps
     from django.conf import settings
@@ -96,27 +124,35 @@ def seed(n: int) -> None:
     ClientBusiness.objects.all().delete()
     LoginConfiguration.objects.filter(config_id="bench").delete()
 
-    api.reset()
-    api.seed_world()
-    api.register_app(settings.META_APP_ID, settings.META_APP_SECRET, [f"{settings.PORTAL_BASE_URL}/connect/callback/"])
-    first = api.issue_token(token_type="user", business_id=ACME, person_id=ALICE)
-    template = SimToken.objects.get(value=first)
-    values = [first]
-    for start in range(1, n, 5000):
-        batch = []
-        for _ in range(start, min(start + 5000, n)):
-            template.pk = None
-            template.value = core.new_token_value()
-            batch.append(SimToken(**{f.attname: getattr(template, f.attname) for f in SimToken._meta.concrete_fields}))
-            values.append(template.value)
-        SimToken.objects.bulk_create(batch)
-
-    client = graph_client()
-    info = client.debug_token(first)
-    refs = granted_assets(info.granular_scopes, client.list_assets(first))
-    assets = Asset.objects.bulk_create([Asset(kind=r.kind, meta_id=r.meta_id, name=r.name) for r in refs])
+    if meta == "fake":
+        values = [f"EAAB-bench-{i}-{core.new_token_value()[:12]}" for i in range(n)]
+        assets = Asset.objects.bulk_create([Asset(kind=k, meta_id=i, name=name) for k, i, name in FAKE_ASSETS])
+        scopes = ["pages_show_list", "ads_read"]
+    else:
+        api.reset()
+        api.seed_world()
+        api.register_app(
+            settings.META_APP_ID, settings.META_APP_SECRET, [f"{settings.PORTAL_BASE_URL}/connect/callback/"]
+        )
+        first = api.issue_token(token_type="user", business_id=ACME, person_id=ALICE)
+        template = SimToken.objects.get(value=first)
+        values = [first]
+        fields = SimToken._meta.concrete_fields
+        for start in range(1, n, 5000):
+            batch = []
+            for _ in range(start, min(start + 5000, n)):
+                template.pk = None
+                template.value = core.new_token_value()
+                batch.append(SimToken(**{f.attname: getattr(template, f.attname) for f in fields}))
+                values.append(template.value)
+            SimToken.objects.bulk_create(batch)
+        client = graph_client()
+        info = client.debug_token(first)
+        refs = granted_assets(info.granular_scopes, client.list_assets(first))
+        assets = Asset.objects.bulk_create([Asset(kind=r.kind, meta_id=r.meta_id, name=r.name) for r in refs])
+        scopes = info.scopes
     configuration = LoginConfiguration.objects.create(
-        name="Bench", config_id="bench", token_type="user", permissions=info.scopes, asset_types=["page"]
+        name="Bench", config_id="bench", token_type="user", permissions=scopes, asset_types=["page"]
     )
     now = timezone.now()
     for start in range(0, n, 2000):
@@ -146,7 +182,7 @@ def seed(n: int) -> None:
         AssetGrant.objects.bulk_create([AssetGrant(token=t, asset=a) for t in tokens for a in assets])
 
 
-def sweep_worker(chunks: list[list[int]], run_id: int, out) -> None:
+def sweep_worker(chunks: list[list[int]], run_id: int, meta: str, out) -> None:
     from django.db import connection
 
     from tokens.meta import graph_client
@@ -160,16 +196,17 @@ def sweep_worker(chunks: list[list[int]], run_id: int, out) -> None:
         ledger += "verification_apicallhour" in sql  # the verification app's Graph call hook
         return execute(sql, params, many, context)
 
-    client = graph_client()
+    client = fake_meta() if meta == "fake" else graph_client()
     with connection.execute_wrapper(count):
         for chunk in chunks:
             check_tokens(chunk, run_id=run_id, client=client)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    out.send((queries, usage.ru_maxrss, ledger, usage.ru_utime + usage.ru_stime))
+    requests = client.requests if meta == "fake" else 0
+    out.send((queries, usage.ru_maxrss, ledger, usage.ru_utime + usage.ru_stime, requests))
     out.close()
 
 
-def run_sweep(workers: int) -> dict:
+def run_sweep(workers: int, meta: str) -> dict:
     from django.db import connections
 
     from simulator import api
@@ -178,7 +215,7 @@ def run_sweep(workers: int) -> dict:
 
     tokens = AccessToken.objects.count()
     grants = AssetGrant.objects.count()
-    before = api.request_count()
+    before = api.request_count() if meta == "simulator" else 0
     started = time.perf_counter()
     run, chunks = start_sweep()
     connections.close_all()  # children must not share the parent's connection
@@ -186,7 +223,7 @@ def run_sweep(workers: int) -> dict:
     pipes, processes = [], []
     for w in range(workers):
         parent, child = context.Pipe()
-        process = context.Process(target=sweep_worker, args=(chunks[w::workers], run.pk, child))
+        process = context.Process(target=sweep_worker, args=(chunks[w::workers], run.pk, meta, child))
         process.start()
         pipes.append(parent)
         processes.append(process)
@@ -204,7 +241,7 @@ def run_sweep(workers: int) -> dict:
         "run_status": run.status,
         "wall_s": wall,
         "tokens_per_s": tokens / wall,
-        "http_requests": api.request_count() - before,
+        "http_requests": (api.request_count() - before) if meta == "simulator" else sum(r[4] for r in reports),
         "http_bound": math.ceil(grants / 50) + math.ceil(tokens / 50),
         "queries": sum(r[0] for r in reports),
         "queries_per_chunk": sum(r[0] - r[2] for r in reports) / max(len(chunks), 1),
@@ -262,7 +299,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--workers", type=int, default=1, help="sweeping processes (the chunks fan out to them)")
-    parser.add_argument("--reminders", type=int, default=500, help="tokens made due for a reminder (2 each)")
+    parser.add_argument("--reminders", type=int, default=500, help="tokens made due for a reminder (1 each)")
+    parser.add_argument(
+        "--meta",
+        choices=["simulator", "fake"],
+        default="simulator",
+        help="the simulator over HTTP, or an in-process fake (measures the portal's own cost)",
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -274,7 +317,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    server = start_simulator(port)
+    server = start_simulator(port) if args.meta == "simulator" else None
     try:
         print(
             "| tokens | assets | chunks | wall s | tokens/s | portal CPU s | HTTP requests (bound) "
@@ -282,8 +325,8 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in args.tokens:
-            seed(n)
-            s = run_sweep(args.workers)
+            seed(n, args.meta)
+            s = run_sweep(args.workers, args.meta)
             assert s["checked"] == n and s["run_status"] == "finished", s
             r = run_reminders(min(args.reminders, n))
             print(
@@ -294,8 +337,9 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def serve(call: Call) -> Reply:
     at = core.now()
     if not call.path.strip("/") and call.method == "POST" and "batch" in call.params:
         return run_batch(call, current, at)
-    calls = len(split_list(call.params.get("ids", ""))) or 1
+    # `?ids=a,b,c` counts as three calls (a malformed list is refused later, in route()).
+    calls = len([part for part in call.params.get("ids", "").split(",") if part.strip()]) or 1
     current = core.record_calls(calls, at)
     fault = core.draw_fault(current)
     if fault:

@@ -3,7 +3,7 @@
 import pytest
 
 from simulator import api
-from simulator.models import SimBusiness, SimState
+from simulator.models import SimBusiness, SimState, SimToken
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +60,20 @@ def test_seeding_twice_changes_nothing():
     counts = SimBusiness.objects.count(), SimBusiness.objects.first().owned_assets.count()
     api.seed_world()
     assert (SimBusiness.objects.count(), SimBusiness.objects.first().owned_assets.count()) == counts
+
+
+def test_the_admin_never_shows_token_values(admin_client):
+    api.reset()
+    api.seed_world()
+    api.register_app("1", "app-secret-value", ["http://x/"])
+    value = api.issue_token(app_id="1")
+    token_id = SimToken.objects.get(value=value).pk
+    for url in (
+        "/admin/simulator/simtoken/",
+        f"/admin/simulator/simtoken/{token_id}/change/",
+        "/admin/simulator/simapp/",
+    ):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert value not in page.content.decode()
+        assert "app-secret-value" not in page.content.decode()

@@ -40,8 +40,13 @@ def _invitation_error(request: HttpRequest, error: InvitationError) -> HttpRespo
     )
 
 
-def _link_expired(request: HttpRequest, status: int = 400) -> HttpResponse:
-    return render(request, "onboarding/link_expired.html", {"failure": STATE_FAILURE}, status=status)
+def _link_expired(request: HttpRequest, attempt: LoginAttempt | None = None, status: int = 400) -> HttpResponse:
+    # "Start again" only for a browser that opened the invitation itself.
+    invitation_id = None
+    if attempt is not None and flow.invitation_allowed(request.session, attempt.invitation_id):
+        invitation_id = attempt.invitation_id
+    context = {"failure": STATE_FAILURE, "invitation_id": invitation_id}
+    return render(request, "onboarding/link_expired.html", context, status=status)
 
 
 @never_cache
@@ -101,7 +106,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         if error.kind == "reused" and replay.outcome in (LoginAttempt.Outcome.SUCCEEDED, LoginAttempt.Outcome.PENDING):
             return redirect("onboarding:result", attempt_id=replay.pk)
         logger.info("Callback refused: %s state", error.kind)
-        return _link_expired(request)
+        return _link_expired(request, replay)
     with graph_client() as graph:
         attempt = flow.complete_callback(attempt, request.GET, graph)
     return redirect("onboarding:result", attempt_id=attempt.pk)
@@ -130,7 +135,10 @@ def result(request: HttpRequest, attempt_id: int) -> HttpResponse:
     context["can_retry"] = attempt.invitation_id is not None and flow.invitation_allowed(
         request.session, attempt.invitation_id
     )
-    return render(request, "onboarding/result.html", context)
+    response = render(request, "onboarding/result.html", context)
+    if attempt.outcome == LoginAttempt.Outcome.PENDING:
+        response["Refresh"] = "3"  # reloads without JavaScript while the callback finishes elsewhere
+    return response
 
 
 # --- Meta's callbacks (CSRF exempt: Meta posts them, signed) ----------------------------------

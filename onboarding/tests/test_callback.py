@@ -300,3 +300,21 @@ def test_the_dialog_url_carries_the_variant_s_extras_and_never_a_scope(
     assert json.loads(query["extras"][0]) == extras
     assert "scope" not in query
     assert ("response_type" in query) == (token_type == "system_user")
+
+
+def test_an_expired_state_in_the_browser_that_opened_the_invitation_offers_to_start_again(
+    client, invitation_key, fake_graph
+):
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        state = open_and_start(client, invitation_key)
+        traveller.shift(timedelta(minutes=16))
+        page = callback(client, code="c", state=state).content.decode()
+    button = '<button type="submit" class="button">Start again</button>'
+    assert button in page
+    assert button not in callback(Client(), code="c", state=state).content.decode()
+
+
+def test_a_result_still_being_finished_refreshes_itself(client, invitation_key, fake_graph):
+    open_and_start(client, invitation_key)
+    response = client.get(f"/connect/result/{LoginAttempt.objects.get().pk}/")
+    assert response["Refresh"] == "3" and "Finishing your connection" in response.content.decode()

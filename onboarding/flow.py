@@ -392,3 +392,16 @@ def compare_with_previous(token: AccessToken) -> ReconnectComparison | None:
         missing=by_name(asset for pk, asset in before.items() if pk not in now_covered),
         new=by_name(asset for pk, asset in now_covered.items() if pk not in before),
     )
+
+
+def assets_to_reselect(invitation: Invitation) -> list:
+    """For a reconnect link: the assets of the client's latest token for this configuration."""
+    token = (
+        AccessToken.objects.filter(client=invitation.client_id, configuration=invitation.configuration_id)
+        .exclude(kind=AccessToken.Kind.GRANULAR_SYSTEM_USER)
+        .order_by("-pk")
+        .first()
+    )
+    if token is None:
+        return []
+    return [grant.asset for grant in connected_grants(token)]

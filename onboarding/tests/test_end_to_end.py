@@ -90,7 +90,10 @@ def test_reconnect_covering_some_assets_lists_the_missing_one_and_offers_the_dia
     run_dialog(client, key, assets=[PAGE_1, PAGE_2, AD_1])
     first = AccessToken.objects.get()
 
-    response = run_dialog(client, reconnect_url(first).split("/invite/")[1].strip("/"), assets=[PAGE_1, AD_1])
+    reconnect_key = reconnect_url(first).split("/invite/")[1].strip("/")
+    invitation_page = client.get(f"/invite/{reconnect_key}/").content.decode()
+    assert "Select these again" in invitation_page and "Acme Bakery Page 2" in invitation_page
+    response = run_dialog(client, reconnect_key, assets=[PAGE_1, AD_1])
     page = client.get(response["Location"]).content.decode()
     second = AccessToken.objects.exclude(pk=first.pk).get()
     first.refresh_from_db()

@@ -172,3 +172,22 @@ def test_staff_see_where_each_invitation_stands(client, client_business, system_
     assert invitation.state_label(now=invitation.expires_at) == "Completed"
     client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
     assert "Created" in client.get("/admin/onboarding/invitation/").content.decode()
+
+
+def test_saving_an_embedded_signup_configuration_without_sixty_day_expiry_warns_staff(client, db):
+    client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    response = client.post(
+        "/admin/onboarding/loginconfiguration/add/",
+        {
+            "name": "WhatsApp",
+            "config_id": "42",
+            "token_type": "system_user",
+            "variant": "whatsapp_embedded_signup",
+            "permissions": ["whatsapp_business_management", "whatsapp_business_messaging"],
+            "asset_types": ["whatsapp_business_account"],
+            "token_expiry": "never",
+            "is_active": "on",
+        },
+        follow=True,
+    )
+    assert "Meta recommends a 60-day token expiry" in response.content.decode()

@@ -107,6 +107,11 @@ FAILURES: dict[str, Failure] = {
         "Please contact our support team so we can sort it out.",
         can_retry=False,
     ),
+    "internal_error": Failure(
+        "Something went wrong on our side",
+        "We couldn't finish connecting because of a problem in our service. Nothing was changed.",
+        "Try again in a few minutes. If it keeps happening, contact our support team.",
+    ),
 }
 
 # The callback's own check of ``state``: the same page for every case, on purpose, so

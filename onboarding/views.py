@@ -108,8 +108,13 @@ def callback(request: HttpRequest) -> HttpResponse:
             return redirect("onboarding:result", attempt_id=replay.pk)
         logger.info("Callback refused: %s state", error.kind)
         return _link_expired(request, replay)
-    with graph_client() as graph:
-        attempt = flow.complete_callback(attempt, request.GET, graph)
+    try:
+        with graph_client() as graph:
+            attempt = flow.complete_callback(attempt, request.GET, graph)
+    except Exception:
+        # Storing is one transaction, so nothing half-done remains; the person gets a page, not a 500.
+        logger.exception("Callback for login attempt %s failed unexpectedly", attempt.pk)
+        attempt = flow.fail(attempt, "internal_error")
     return redirect("onboarding:result", attempt_id=attempt.pk)
 
 

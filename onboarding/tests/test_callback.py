@@ -318,3 +318,18 @@ def test_a_result_still_being_finished_refreshes_itself(client, invitation_key, 
     open_and_start(client, invitation_key)
     response = client.get(f"/connect/result/{LoginAttempt.objects.get().pk}/")
     assert response["Refresh"] == "3" and "Finishing your connection" in response.content.decode()
+
+
+def test_an_unexpected_error_while_storing_gets_a_page_and_leaves_everything_as_it_was(
+    client, invitation_key, fake_graph, monkeypatch
+):
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("onboarding.flow.install_token", broken)
+    state = open_and_start(client, invitation_key)
+    before = snapshot()
+    response = callback(client, code="c", state=state)
+    assert LoginAttempt.objects.get().failure_kind == "internal_error"
+    assert snapshot() == before
+    assert "Something went wrong on our side" in client.get(response["Location"]).content.decode()

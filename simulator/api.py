@@ -375,18 +375,66 @@ def remove_app(business_id: str, app_id: str | None = None) -> list[SimDelivery]
             value = {"business_manager_id": business.business_id}
             if config_ids:
                 value["tp_config_id"] = config_ids[0]
-            body = {
-                "object": "application",
-                "entry": [
-                    {
-                        "id": app.app_id,
-                        "time": core.unix(at),
-                        "changes": [{"field": "business_integration_uninstall", "value": value}],
-                    }
-                ],
-            }
-            deliveries.append(_post_webhook(app, body))
+            deliveries.append(_post_webhook(app, _webhook_body(app, "business_integration_uninstall", value)))
     return deliveries
+
+
+def request_data_deletion(user_id: str, app_id: str | None = None) -> SimDelivery:
+    """A person asks Meta to delete their data: the app's data deletion callback gets a signed_request.
+
+    The app's answer (`{"url", "confirmation_code"}`) is kept in `response_body`.
+    """
+    app = _app(app_id)
+    if not app.data_deletion_url:
+        raise LookupError(f"App {app.app_id} has no data deletion callback URL.")
+    payload = {"algorithm": "HMAC-SHA256", "issued_at": core.unix(core.now()), "user_id": user_id}
+    return _post(
+        app.data_deletion_url, "data_deletion", form={"signed_request": signed_request(app.app_secret, payload)}
+    )
+
+
+def change_business_assets(
+    business_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), app_id: str | None = None
+) -> SimDelivery | None:
+    """Someone at the business changes which assets the app's installation covers.
+
+    Every live token of the app in that business gains/loses those assets, then the
+    `business_integration_update` webhook is sent (if the app has a webhook URL).
+    """
+    app = _app(app_id)
+    business = _business(business_id)
+    added = [str(a).removeprefix("act_") for a in add]
+    removed = {str(a).removeprefix("act_") for a in remove}
+    unknown = set(added) - set(SimAsset.objects.filter(asset_id__in=added).values_list("asset_id", flat=True))
+    if unknown:
+        raise LookupError(f"The simulator has no assets {sorted(unknown)}.")
+    config_ids = set()
+    with transaction.atomic():
+        for token in SimToken.objects.select_for_update().filter(app=app, business=business, invalid_subcode=None):
+            token.asset_ids = [a for a in token.asset_ids if a not in removed] + [
+                a for a in added if a not in token.asset_ids
+            ]
+            token.save(update_fields=["asset_ids"])
+            if token.configuration_id:
+                config_ids.add(token.configuration.config_id)
+    if not app.webhook_url:
+        return None
+    value = {"business_manager_id": business.business_id, "assets_added": added, "assets_removed": sorted(removed)}
+    if config_ids:
+        value["tp_config_id"] = sorted(config_ids)[0]
+    return _post_webhook(app, _webhook_body(app, "business_integration_update", value))
+
+
+def invalidate_person_tokens(person_id: str, subcode: int = 460) -> int:
+    """The person changes their password (460) or is checkpointed (459): all their tokens die."""
+    return core.invalidate_tokens(SimToken.objects.filter(person__user_id=person_id, type=SimToken.Type.USER), subcode)
+
+
+def _webhook_body(app: SimApp, field: str, value: dict) -> dict:
+    return {
+        "object": "application",
+        "entry": [{"id": app.app_id, "time": core.unix(core.now()), "changes": [{"field": field, "value": value}]}],
+    }
 
 
 def signed_request(app_secret: str, payload: dict) -> str:
@@ -416,6 +464,7 @@ def _post(url: str, kind: str, *, form: dict | None = None, raw: bytes | None = 
             url, data=raw if raw is not None else form, headers=headers, timeout=CALLBACK_TIMEOUT_SECONDS
         )
         delivery.status_code = response.status_code
+        delivery.response_body = response.text[:5000]
     except requests.RequestException as exc:
         delivery.error = exc.__class__.__name__
     delivery.save()

@@ -187,6 +187,7 @@ class SimDelivery(models.Model):
     url = models.CharField(max_length=500)
     body = models.TextField()
     status_code = models.IntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True)
     error = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField()
 

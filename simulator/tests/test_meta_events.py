@@ -127,3 +127,45 @@ def test_an_unreachable_callback_is_recorded_not_raised(meta):
     (delivery,) = api.remove_app(ACME)
     assert delivery.status_code is None
     assert delivery.error
+
+
+def verify_signed_request(signed: str, secret: str) -> dict:
+    signature, payload = signed.split(".")
+    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    assert hmac.compare_digest(b64url_decode(signature), expected)
+    return json.loads(b64url_decode(payload))
+
+
+def test_a_data_deletion_request_posts_a_signed_request_and_keeps_the_answer(meta, capture_server):
+    url, received = capture_server
+    api.register_app(meta.app_id, meta.app_secret, [meta.redirect_uri], data_deletion_url=f"{url}/meta/data-deletion/")
+    delivery = api.request_data_deletion("1000000000000001")
+    assert (delivery.status_code, delivery.response_body) == (200, "{}")
+    ((path, _, body),) = received
+    assert path == "/meta/data-deletion/"
+    claims = verify_signed_request(parse_qs(body.decode())["signed_request"][0], meta.app_secret)
+    assert claims["user_id"] == "1000000000000001"
+
+
+def test_changing_a_business_assets_updates_tokens_and_sends_the_update_webhook(meta, http, capture_server):
+    url, received = capture_server
+    api.register_app(meta.app_id, meta.app_secret, [meta.redirect_uri], webhook_url=f"{url}/meta/webhooks/")
+    page_2 = api.asset_id_for("page", 1, 2)
+    token = api.issue_token(business_id=ACME, asset_ids=[PAGE_1])
+    api.change_business_assets(ACME, add=[page_2], remove=[PAGE_1])
+    assert get(meta, http, page_2, token).status_code == 200
+    assert get(meta, http, PAGE_1, token).status_code == 400
+    ((_, headers, body),) = received
+    assert headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(meta.app_secret.encode(), body, "sha256").hexdigest()
+    change = json.loads(body)["entry"][0]["changes"][0]
+    assert change["field"] == "business_integration_update"
+    assert change["value"]["business_manager_id"] == ACME
+    assert change["value"]["assets_added"] == [page_2]
+
+
+def test_a_password_change_kills_the_persons_user_tokens_with_460(meta, http):
+    token = api.issue_token(token_type="user", person_id="1000000000000002")
+    system_token = api.issue_token(person_id="1000000000000002")
+    api.invalidate_person_tokens("1000000000000002")
+    assert get(meta, http, "me", token).json()["error"]["error_subcode"] == 460
+    assert get(meta, http, "me", system_token).status_code == 200

@@ -9,8 +9,9 @@ so it can be tested without the session around it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 MIN_SECRET_LENGTH = 8  # shorter values would match innocent text by chance
 _CONTEXT = 120
@@ -20,21 +21,16 @@ def mask(text: str, secret: str) -> str:
     return text.replace(secret, secret[:4] + "*" * 8)
 
 
-class _RecordingHandler(logging.Handler):
-    def __init__(self, recorder: LeakRecorder) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.recorder = recorder
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = f"{record.name}: {record.getMessage()}"
-            if record.exc_info and record.exc_info[1] is not None:
-                # The exception's message, not the traceback: tracebacks hold source lines, not
-                # values, and formatting them for every DEBUG record would slow the run down.
-                text += f"\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-        except Exception:  # a badly formatted record must not break the run
-            text = f"{record.name}: {record.msg!r} {record.args!r}"
-        self.recorder.record("log", text)
+def _describe(record: logging.LogRecord) -> str:
+    try:
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            # The exception's message, not the traceback: tracebacks hold source lines, not
+            # values, and formatting them for every DEBUG record would slow the run down.
+            text += f"\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+    except Exception:  # a badly formatted record must not break the run
+        text = f"{record.name}: {record.msg!r} {record.args!r}"
+    return text
 
 
 class LeakRecorder:
@@ -42,6 +38,8 @@ class LeakRecorder:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], None] = {}
+        self._root_level: int | None = None
+        self._quieted: list[logging.Handler] = []
 
     def record(self, kind: str, text: str) -> None:
         self._entries[(kind, text)] = None
@@ -94,32 +92,18 @@ class LeakRecorder:
         requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
         undo.append(lambda: setattr(requests.adapters.HTTPAdapter, "send", original_send))
 
-        handler = _RecordingHandler(self)
-        root = logging.getLogger()
-        previous_level = root.level
-        # Loggers that don't propagate would hide their records from a root handler.
-        isolated = [
-            logger
-            for logger in logging.root.manager.loggerDict.values()
-            if isinstance(logger, logging.Logger) and not logger.propagate
-        ]
-        quieted = [h for h in root.handlers if h.level == logging.NOTSET]
-        for existing in quieted:  # the console keeps showing what it showed before
-            existing.setLevel(previous_level)
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG)
-        for logger in isolated:
-            logger.addHandler(handler)
+        # Every record any logger hands to its handlers passes here, whatever handlers and
+        # propagation the run's logging configuration has (django.setup() may reconfigure it).
+        original_call_handlers = logging.Logger.callHandlers
 
-        def restore_logging() -> None:
-            root.removeHandler(handler)
-            root.setLevel(previous_level)
-            for existing in quieted:
-                existing.setLevel(logging.NOTSET)
-            for logger in isolated:
-                logger.removeHandler(handler)
+        def call_handlers(logger, record):
+            recorder.record("log", _describe(record))
+            return original_call_handlers(logger, record)
 
-        undo.append(restore_logging)
+        logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign]
+        undo.append(lambda: setattr(logging.Logger, "callHandlers", original_call_handlers))
+        self.hear_debug()
+        undo.append(self._restore_levels)
 
         def uninstall() -> None:
             for step in reversed(undo):
@@ -127,17 +111,63 @@ class LeakRecorder:
 
         return uninstall
 
-    def record_request_lines(self, cls: type) -> Callable[[], None]:
-        """Record what a ``BaseHTTPRequestHandler`` subclass logs (its request lines); returns the undo."""
+    def hear_debug(self) -> None:
+        """Make DEBUG records be emitted (root at DEBUG) while the console shows what it did.
+
+        Call again after anything reconfigures logging (the root conftest does, per test).
+        """
+        root = logging.getLogger()
+        if root.level == logging.DEBUG:
+            return
+        if self._root_level is None:
+            self._root_level = root.level
+        for handler in root.handlers:
+            if handler.level == logging.NOTSET:
+                handler.setLevel(root.level or logging.WARNING)
+                self._quieted.append(handler)
+        root.setLevel(logging.DEBUG)
+
+    def _restore_levels(self) -> None:
+        for handler in self._quieted:
+            handler.setLevel(logging.NOTSET)
+        self._quieted.clear()
+        if self._root_level is not None:
+            logging.getLogger().setLevel(self._root_level)
+            self._root_level = None
+
+    def record_request_lines(self, cls: type, *, oauth_redirect_paths: Iterable[str] = ()) -> Callable[[], None]:
+        """Record what a ``BaseHTTPRequestHandler`` subclass logs (its request lines); returns the undo.
+
+        Meta sends the authorization ``code`` to the OAuth redirect URI in the query string:
+        that is OAuth's design, not our leak, so on ``oauth_redirect_paths`` its value is
+        left out. Codes anywhere else, and every token, are still looked for.
+        """
         original = cls.__dict__["log_message"]
         recorder = self
+        paths = tuple(oauth_redirect_paths)
 
         def log_message(handler, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
             try:
-                recorder.record("request line", format % args)
+                line = format % args
             except (TypeError, ValueError):
-                recorder.record("request line", f"{format} {args!r}")
+                line = f"{format} {args!r}"
+            recorder.record("request line", without_redirect_code(line, paths))
             return original(handler, format, *args)
 
         cls.log_message = log_message
         return lambda: setattr(cls, "log_message", original)
+
+
+_REQUEST_TARGET = re.compile(r"^(?P<before>\S*\s*\"?[A-Z]+ )(?P<target>\S+)")
+_CODE_PARAM = re.compile(r"(?<=[?&])code=[^&\s\"]*")
+
+
+def without_redirect_code(line: str, redirect_paths: tuple[str, ...]) -> str:
+    """The request line with the ``code`` parameter blanked when it targets an OAuth redirect URI."""
+    match = _REQUEST_TARGET.match(line)
+    if not match or not redirect_paths:
+        return line
+    target = match.group("target")
+    if not urlsplit(target).path.startswith(redirect_paths):
+        return line
+    return line[: match.start("target")] + _CODE_PARAM.sub("code=[oauth-code]", target) + line[match.end("target") :]

@@ -84,6 +84,42 @@ def test_request_lines_of_a_test_server_are_recorded():
     assert recorder.find_leaks([SECRET]) == ['request line: "GET /callback?code=EAAG******** HTTP/1.1" 200 12']
 
 
+def test_the_code_meta_sends_to_the_redirect_uri_is_left_out_but_not_elsewhere():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass
+
+    recorder = LeakRecorder()
+    undo = recorder.record_request_lines(Handler, oauth_redirect_paths=["/connect/callback/"])
+    Handler.log_message(None, '"%s" %s %s', "GET /connect/callback/?code=code-leaky-0005&state=s HTTP/1.1", "302", "0")
+    Handler.log_message(None, '"%s" %s %s', "GET /invite/?code=code-leaky-0006 HTTP/1.1", "200", "0")
+    undo()
+
+    assert recorder.find_leaks(["code-leaky-0005"]) == []
+    assert recorder.find_leaks(["code-leaky-0006"])
+
+
+def test_records_are_heard_even_after_logging_is_reconfigured():
+    import logging.config
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    recorder = LeakRecorder()
+    uninstall = recorder.install()
+    try:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, "root": {"level": "INFO"}})
+        logging.getLogger("some.module").info("token %s", SECRET)
+        recorder.hear_debug()
+        logging.getLogger("some.module").debug("code %s", "code-leaky-0007")
+    finally:
+        uninstall()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    assert recorder.find_leaks([SECRET])
+    assert recorder.find_leaks(["code-leaky-0007"])
+
+
 def test_the_session_check_is_recording_this_run(no_secret_leaks):
     logging.getLogger("graph.tests").debug("marker %s", "session-marker-0004")
 

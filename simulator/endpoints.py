@@ -216,10 +216,7 @@ def route(call: Call, at: datetime, ctx: Context) -> Any:
     if edge not in edges:
         raise GraphFault(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type ({node.type_name})")
     items = edges[edge]()
-    rows = [
-        render(item, parse_fields(call.params.get("fields", "")), call, caller, at, check_access=False)
-        for item in items
-    ]
+    rows = [render(item, parse_fields(call.params.get("fields", "")), call, caller, at) for item in items]
     return page_of(rows, call.params, call, f"{segments[0]}/{edge}")
 
 
@@ -434,7 +431,7 @@ def _parse_field_list(text: str, pos: int) -> tuple[FieldSpec, int]:
     return spec, pos
 
 
-def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime, *, check_access: bool = True) -> dict:
+def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime) -> dict:
     values = node_fields(node, caller)
     if not spec:
         names = DEFAULT_FIELDS.get(node.type_name, ["id", "name"])
@@ -445,7 +442,7 @@ def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime
         if name in values:
             value = values[name]
             if isinstance(value, Node):
-                result[name] = render(value, sub or [], call, caller, at, check_access=False)
+                result[name] = render(value, sub or [], call, caller, at)
             elif value is not None:
                 result[name] = value
             continue
@@ -453,7 +450,7 @@ def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime
             edges = node_edges(node, caller, at)
         if name not in edges:
             raise GraphFault(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node.type_name})")
-        rows = [render(item, sub or [], call, caller, at, check_access=False) for item in edges[name]()]
+        rows = [render(item, sub or [], call, caller, at) for item in edges[name]()]
         params = {"limit": modifiers.get("limit", str(DEFAULT_PAGE_SIZE))}
         if modifiers.get("after"):
             params["after"] = modifiers["after"]

@@ -105,6 +105,23 @@ def test_allow_redirects_back_with_a_code_and_the_state(meta, http, configs):
     assert exchanged.status_code == 200
 
 
+def test_an_embedded_signup_code_from_the_dialog_expires_after_thirty_seconds(meta, http, configs):
+    extras = '{"setup":{},"featureType":"","sessionInfoVersion":"3"}'
+    form = {**dialog_params(meta, extras=extras), "person": "1000000000000001", "business": ACME, "action": "allow"}
+    code = redirect_query(http.post(meta.dialog, data=form, allow_redirects=False))["code"]
+    api.advance_clock(31)
+    exchanged = http.post(
+        meta.graph("oauth/access_token"),
+        data={
+            "client_id": meta.app_id,
+            "client_secret": meta.app_secret,
+            "redirect_uri": meta.redirect_uri,
+            "code": code,
+        },
+    )
+    assert exchanged.json()["error"]["error_subcode"] == 36007
+
+
 def test_cancel_redirects_back_with_access_denied(meta, http, configs):
     form = {**dialog_params(meta), "person": "1000000000000001", "action": "cancel"}
     query = redirect_query(http.post(meta.dialog, data=form, allow_redirects=False))

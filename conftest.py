@@ -79,7 +79,7 @@ def no_secret_leaks():
     from graph.leakcheck import LeakRecorder
 
     recorder = LeakRecorder()
-    # Meta puts the code in the redirect URI's query string by design (OAuth); see D-entry in decisions.md.
+    # Meta puts the code in the redirect URI's query string by design (OAuth): decisions.md D12.
     redirect = {"oauth_redirect_paths": ["/connect/callback/"]}
     undo = [
         recorder.install(),

@@ -249,3 +249,10 @@ CELERY_BEAT_SCHEDULE.update(
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=15 * 60)
 # PORTAL_RECONNECT_URL_BUILDER (defined above) points at onboarding.links.reconnect_url.
+
+# --- graph (the Graph API client, built by tokens.meta.graph_client) ----------------------------
+# Retries of transient errors and rate limits: at most this many, full-jitter backoff from BASE
+# doubling up to CAP seconds; a rate limit Meta says lasts longer than CAP is not waited for.
+META_HTTP_MAX_RETRIES = env.int("META_HTTP_MAX_RETRIES", default=3)
+META_HTTP_BACKOFF_BASE = env.float("META_HTTP_BACKOFF_BASE", default=0.5)
+META_HTTP_BACKOFF_CAP = env.float("META_HTTP_BACKOFF_CAP", default=30.0)

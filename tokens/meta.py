@@ -8,6 +8,7 @@ from graph.client import GraphClient
 
 
 def graph_client() -> GraphClient:
+    """A new client (its own pooled session): use it as a context manager, or keep it for a run."""
     return GraphClient(
         app_id=settings.META_APP_ID,
         app_secret=settings.META_APP_SECRET,
@@ -16,4 +17,7 @@ def graph_client() -> GraphClient:
         dialog_url=settings.META_DIALOG_URL,
         proof_mode=settings.META_APPSECRET_PROOF_MODE,
         timeout=settings.META_HTTP_TIMEOUT,
+        max_retries=settings.META_HTTP_MAX_RETRIES,
+        backoff_base=settings.META_HTTP_BACKOFF_BASE,
+        backoff_cap=settings.META_HTTP_BACKOFF_CAP,
     )

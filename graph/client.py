@@ -61,6 +61,13 @@ _ASSET_EDGES = frozenset(
         "client_whatsapp_business_accounts", "owned_product_catalogs", "client_product_catalogs",
     }
 )
+# No (complete) answer from Meta: worth retrying.
+_UNREACHABLE = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 # Query parameters that must never be copied from a URL Meta hands back (paging.next).
 _SECRET_PARAMS = frozenset({"access_token", "appsecret_proof", "appsecret_time", "client_secret", "code"})
 
@@ -437,7 +444,7 @@ class GraphClient:
             response = self.session.request(
                 method, self._url(path), params=params or None, data=body, headers=headers, timeout=self.timeout
             )
-        except requests.RequestException as exc:
+        except _UNREACHABLE as exc:
             error = TransientError(
                 f"Could not reach Meta ({type(exc).__name__})", code=None, http_status=0, is_transient=False
             )
@@ -447,6 +454,8 @@ class GraphClient:
             if notify:
                 notify_call(CallRecord(family=family, http_status=0, error_code=None, is_marketing=marketing))
             raise error from None
+        except requests.RequestException as exc:  # a malformed URL or similar: our configuration, not Meta
+            raise OtherGraphError(f"Could not send the request ({type(exc).__name__})") from None
         self._usage.update(response.headers)
         try:
             payload = response.json()

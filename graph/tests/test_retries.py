@@ -185,3 +185,12 @@ def test_timeouts_are_split_into_connect_and_read():
     client.get_me(TOKEN)
 
     assert seen["timeout"] == (5.0, 12.0)
+
+
+def test_a_request_that_cannot_even_be_built_is_not_retried():
+    client, delays = make_client(FakeMeta([OK]), graph_url="graph.facebook.com")  # no scheme
+
+    with pytest.raises(OtherGraphError, match="MissingSchema"):
+        client.get_me(TOKEN)
+
+    assert delays == []

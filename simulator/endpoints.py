@@ -31,10 +31,20 @@ from .models import (
 )
 
 DEFAULT_VERSION = "v26.0"
+# Calls to a version older than the oldest live one are served by it (facts file).
+OLDEST_LIVE_VERSION = "v23.0"
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 500
 MAX_BATCH_ITEMS = 50
 VERSION_RE = re.compile(r"^v\d+\.\d+$")
+
+
+def effective_version(requested: str) -> str:
+    def key(version: str) -> tuple[int, int]:
+        major, minor = version[1:].split(".")
+        return int(major), int(minor)
+
+    return max(requested, OLDEST_LIVE_VERSION, key=key)
 
 
 @dataclass
@@ -118,7 +128,10 @@ def rate_limit_code(current: SimState, call: Call, ctx: Context) -> int:
         return 80004
     if ctx.caller is None or ctx.caller.is_app:
         return 4
-    return 17
+    first = next((s for s in call.path.split("/") if s), "")
+    kind = SimAsset.objects.filter(asset_id=first).values_list("kind", flat=True).first()
+    # Page calls are throttled per Page (32); WhatsApp per business account (80008).
+    return {SimAsset.Kind.PAGE: 32, SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT: 80008}.get(kind, 17)
 
 
 def ad_account_in(path: str) -> str | None:

@@ -50,7 +50,7 @@ def graph(request: HttpRequest, rest: str = "") -> HttpResponse:
     version = endpoints.DEFAULT_VERSION
     first, _, remainder = rest.partition("/")
     if endpoints.VERSION_RE.match(first):
-        version, rest = first, remainder
+        version, rest = endpoints.effective_version(first), remainder
     prefix = request.path.split("/graph/", 1)[0] + "/graph/"
     base_url = request.build_absolute_uri(prefix)
     call = endpoints.Call(

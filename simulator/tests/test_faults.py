@@ -72,3 +72,10 @@ def test_request_count_counts_http_requests_served(meta, http):
     for _ in range(3):
         graph_call(meta, http, "me", token)
     assert api.request_count() - before == 3
+
+
+def test_a_rate_limit_fault_on_a_page_is_32(meta, http):
+    page = api.asset_id_for("page", 1, 1)
+    token = api.issue_token(asset_ids=[page])
+    api.set_faults(rate_limit_rate=1.0)
+    assert graph_call(meta, http, page, token).json()["error"]["code"] == 32

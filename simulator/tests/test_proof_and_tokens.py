@@ -123,3 +123,16 @@ def test_the_app_token_needs_no_proof(meta, http):
     )
     assert response.status_code == 200
     assert response.json()["id"] == meta.app_id
+
+
+def test_an_expired_version_is_served_by_the_oldest_live_one(meta, http):
+    token = api.issue_token()
+    old = http.post(
+        meta.graph("me").replace(f"/{meta.version}/", "/v19.0/"),
+        data={"method": "GET", "appsecret_proof": meta.proof(token)},
+        headers={"Authorization": f"OAuth {token}"},
+    )
+    current = graph_call(meta, http, "me", token)
+    assert old.status_code == 200
+    assert old.headers["facebook-api-version"] == "v23.0"
+    assert current.headers["facebook-api-version"] == meta.version

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from onboarding.invitations import create_invitation
 from onboarding.models import LoginAttempt
@@ -43,6 +44,8 @@ def page(chromium_path, monkeypatch):
         page.set_default_timeout(15_000)
         yield page
         browser.close()
+        # ORM calls made while Playwright's loop runs get their own connection; don't leave it open.
+        connections.close_all()
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +122,4 @@ def test_the_invitation_page_reads_on_a_phone_and_warns_about_system_user_tokens
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         shoot(page, "5-invitation-phone")
         browser.close()
+        connections.close_all()

@@ -263,12 +263,6 @@ def check_proof(caller: Caller, params: dict, *, required: bool | None = None) -
 # --- faults and usage -------------------------------------------------------------------------
 
 
-@dataclass
-class Fault:
-    kind: str  # "timeout", "error", "rate_limit"
-    state: SimState
-
-
 def draw_fault(current: SimState) -> str | None:
     """One uniform draw per call decides timeout, error or rate limit; seeded draws replay exactly."""
     total = current.timeout_rate + current.error_rate + current.rate_limit_rate

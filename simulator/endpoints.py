@@ -7,6 +7,7 @@ run through the same `execute()` so an item behaves exactly like a single reques
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import time
@@ -540,7 +541,7 @@ def authenticate_client(params: dict) -> SimApp:
     if app is None:
         raise GraphFault(101, "Error validating application. Invalid application ID.")
     secret = params.get("client_secret") or ""
-    if not secret or not core.hmac.compare_digest(secret, app.app_secret):
+    if not secret or not hmac.compare_digest(secret, app.app_secret):
         raise GraphFault(1, "Error validating client secret.")
     return app
 

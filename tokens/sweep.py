@@ -252,7 +252,12 @@ def check_tokens(
 
 def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[AssetGrant]]:
     grants: dict[int, list[AssetGrant]] = {token.pk: [] for token in tokens}
-    for grant in AssetGrant.objects.filter(token_id__in=list(grants)).select_related("asset"):
+    rows = AssetGrant.objects.filter(token_id__in=list(grants)).select_related("asset")
+    rows = rows.only(
+        "token_id", "status", "user_access_expire_time", "scopes", "removed_at", "last_checked_at",
+        "asset__kind", "asset__meta_id",
+    )  # fmt: skip
+    for grant in rows:
         grants[grant.token_id].append(grant)
     return grants
 
@@ -448,14 +453,18 @@ def _apply_coverage(token, grants: list[AssetGrant], coverage: Coverage, now, re
             continue
         if grant.status in (AssetGrant.Status.REVOKED,):
             continue
+        before = (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at)
         if grant.status == AssetGrant.Status.REMOVED:
             added.append(meta_id)
             grant.removed_at = None
         grant.user_access_expire_time = expires if meta_id in coverage.expiry else grant.user_access_expire_time
         grant.status = _grant_status(grant.user_access_expire_time, now)
         grant.scopes = ref.scopes or grant.scopes
-        grant.last_checked_at = now
-        grant._changed = True
+        # Unchanged grants are not written: rewriting every grant of every token each day was
+        # most of the sweep's database time. The token's last_checked_at says when they were read.
+        if (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at) != before:
+            grant.last_checked_at = now
+            grant._changed = True
     for meta_id, grant in by_meta_id.items():
         live = grant.status in (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING, AssetGrant.Status.ENDED)
         if meta_id not in wanted and live and grant.asset.kind in coverage.kinds_read:

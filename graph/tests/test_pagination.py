@@ -69,3 +69,17 @@ def test_paginate_is_lazy():
     next(iterator)
 
     assert len(meta.sent) == 1
+
+
+def test_paging_next_under_a_base_path_keeps_the_path_relative_to_the_version():
+    base = f"{GRAPH_URL}/simulator/graph"
+    answers = [
+        Reply(200, {"data": [{"id": "1"}], "paging": {"next": f"{base}/v26.0/me/accounts?after=n1&access_token=x"}}),
+        Reply(200, {"data": [{"id": "2"}]}),
+    ]
+    meta = FakeMeta(answers)
+    client, _ = make_client(meta, graph_url=base)
+
+    assert [i["id"] for i in client.paginate(TOKEN, "me/accounts")] == ["1", "2"]
+    assert meta.sent[1].path == "/simulator/graph/v26.0/me/accounts"
+    assert "access_token" not in meta.sent[1].query

@@ -152,12 +152,15 @@ class AssetRef:
         return graph_id(self.kind, self.meta_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BatchItem:
     method: str
-    relative_url: str
-    body: dict[str, Any] | str | None = None
+    relative_url: str  # may carry a secret in its query (debug_token's input_token): kept out of repr
+    body: dict[str, Any] | str | None = None  # may carry an item's own access_token
     name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchItem({self.method!r}, {urlsplit(self.relative_url).path!r})"
 
     def as_json(self) -> dict[str, Any]:
         item: dict[str, Any] = {"method": self.method.upper(), "relative_url": self.relative_url}

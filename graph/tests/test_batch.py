@@ -198,3 +198,9 @@ def test_debug_tokens_makes_one_request_per_50_tokens_and_returns_one_result_eac
     assert not infos[10].is_valid and isinstance(infos[10].error, InvalidTokenError)
     assert not isinstance(infos[60], InvalidTokenError) and infos[60].code == 100
     assert all(t not in r.url for r in meta.sent for t in tokens)
+
+
+def test_a_batch_item_repr_shows_no_query_or_body():
+    item = BatchItem("GET", "debug_token?input_token=EAAGsecret", body={"access_token": "EAAGother"})
+
+    assert repr(item) == "BatchItem('GET', 'debug_token')"

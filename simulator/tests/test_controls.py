@@ -10,6 +10,13 @@ pytestmark = pytest.mark.django_db
 URL = "/simulator/controls/"
 
 
+@pytest.fixture
+def admin_client(client, django_user_model):
+    # No password: hashing one costs most of a test's time, and force_login needs none.
+    client.force_login(django_user_model.objects.create(username="staff", is_staff=True, is_superuser=True))
+    return client
+
+
 def test_the_controls_page_is_for_staff_only(client):
     response = client.get(URL)
     assert response.status_code == 302

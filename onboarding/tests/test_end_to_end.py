@@ -134,3 +134,25 @@ def test_a_code_that_was_already_exchanged_fails_the_second_attempt_and_keeps_th
     client.get("/connect/callback/", {"code": code, "state": state})
     assert LoginAttempt.objects.latest("pk").failure_kind == "code_exchange_failed"
     assert snapshot() == before
+
+
+def test_whatsapp_embedded_signup_connects_the_chosen_whatsapp_business_account(client, world):
+    meta, _, client_business, contact = world
+    config = LoginConfiguration.objects.create(
+        name="WhatsApp",
+        config_id="7770002",
+        token_type="system_user",
+        variant="whatsapp_embedded_signup",
+        permissions=["whatsapp_business_management", "whatsapp_business_messaging"],
+        asset_types=["whatsapp_business_account"],
+        token_expiry="60_days",
+    )
+    meta.api.register_configuration(
+        "7770002", "system_user", config.permissions, config.asset_types, "60_days", app_id=meta.app_id
+    )
+    _, key = create_invitation(client_business, config, contact=contact)
+    response = run_dialog(client, key, assets=["4001000000000001"])
+    page = client.get(response["Location"]).content.decode()
+    assert "Acme Bakery WhatsApp Business account 1" in page
+    token = AccessToken.objects.get()
+    assert token.expires_at is not None  # the configuration's 60-day expiry, as Meta reports it

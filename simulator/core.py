@@ -181,8 +181,17 @@ def token_problem(token: SimToken, at: datetime) -> tuple[int | None, str] | Non
     return None
 
 
+# What Meta shows the person for a dead session (error_user_title / error_user_msg).
+INVALIDATION_USER_TEXT = {
+    458: ("App not installed", "The app is no longer connected to your account. Connect it again to continue."),
+    460: ("Session expired", "Your session ended because your password changed. Log in again to continue."),
+    463: ("Session expired", "Your session has expired. Log in again to continue."),
+}
+
+
 def invalid_token_fault(subcode: int | None, message: str) -> GraphFault:
-    return GraphFault(190, message, subcode=subcode)
+    title, text = INVALIDATION_USER_TEXT.get(subcode, (None, None))
+    return GraphFault(190, message, subcode=subcode, user_title=title, user_msg=text)
 
 
 # --- callers --------------------------------------------------------------------------------

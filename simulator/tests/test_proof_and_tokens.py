@@ -113,6 +113,8 @@ def test_an_invalidated_token_is_refused_with_its_subcode(meta, http):
     api.invalidate_token(token, 460)
     error = error_of(graph_call(meta, http, "me", token))
     assert (error["code"], error["error_subcode"]) == (190, 460)
+    assert error["error_user_title"] == "Session expired"
+    assert "password changed" in error["error_user_msg"]
 
 
 def test_the_app_token_needs_no_proof(meta, http):

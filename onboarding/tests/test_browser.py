@@ -3,7 +3,6 @@
 Screenshots of every page go to test-artifacts/screenshots/ (kept by CI).
 """
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,20 +45,6 @@ def page(chromium_path, monkeypatch):
         browser.close()
         # ORM calls made while Playwright's loop runs get their own connection; don't leave it open.
         connections.close_all()
-
-
-@pytest.fixture(autouse=True)
-def callback_code_is_in_the_url_by_meta_s_protocol(no_secret_leaks):
-    """Meta's dialog sends the browser to ``redirect_uri?code=..``, so the test server's request line
-    for our callback holds the code: unavoidable, single use, and exchanged at once (decisions.md).
-    Only that one parameter of those lines is excused; everything else stays under the leak check.
-    """
-    yield
-    entries = no_secret_leaks._entries
-    for kind, text in list(entries):
-        if kind == "request line" and "/connect/callback/?" in text:
-            del entries[(kind, text)]
-            entries[(kind, re.sub(r"([?&]code=)[^& ]+", r"\1[meta-redirect]", text))] = None
 
 
 def shoot(page, name: str) -> None:

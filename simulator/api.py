@@ -425,6 +425,29 @@ def change_business_assets(
     return _post_webhook(app, _webhook_body(app, "business_integration_update", value))
 
 
+def notify_install(business_id: str, app_id: str | None = None) -> SimDelivery | None:
+    """Send `business_integration_install` for the app's installation in that business.
+
+    Meta sends it after a business finishes the dialog; the simulator sends it only when asked,
+    so a test decides when the app's webhook handler runs.
+    """
+    app = _app(app_id)
+    business = _business(business_id)
+    if not app.webhook_url:
+        return None
+    token = (
+        SimToken.objects.filter(app=app, business=business, invalid_subcode=None)
+        .exclude(configuration=None)
+        .select_related("configuration")
+        .order_by("-id")
+        .first()
+    )
+    value = {"business_manager_id": business.business_id}
+    if token:
+        value["tp_config_id"] = token.configuration.config_id
+    return _post_webhook(app, _webhook_body(app, "business_integration_install", value))
+
+
 def invalidate_person_tokens(person_id: str, subcode: int = 460) -> int:
     """The person changes their password (460) or is checkpointed (459): all their tokens die."""
     return core.invalidate_tokens(SimToken.objects.filter(person__user_id=person_id, type=SimToken.Type.USER), subcode)

@@ -169,3 +169,17 @@ def test_a_password_change_kills_the_persons_user_tokens_with_460(meta, http):
     api.invalidate_person_tokens("1000000000000002")
     assert get(meta, http, "me", token).json()["error"]["error_subcode"] == 460
     assert get(meta, http, "me", system_token).status_code == 200
+
+
+def test_notify_install_sends_the_install_webhook_with_the_configuration(meta, capture_server):
+    url, received = capture_server
+    api.register_app(meta.app_id, meta.app_secret, [meta.redirect_uri], webhook_url=f"{url}/meta/webhooks/")
+    api.register_configuration("5550009", "system_user", ["business_management"], ["page"])
+    api.issue_token(business_id=ACME, config_id="5550009")
+    assert api.notify_install(ACME).status_code == 200
+    ((_, _, body),) = received
+    change = json.loads(body)["entry"][0]["changes"][0]
+    assert change == {
+        "field": "business_integration_install",
+        "value": {"business_manager_id": ACME, "tp_config_id": "5550009"},
+    }

@@ -450,20 +450,20 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
                 result.failed += outcome == Reminder.Status.FAILED
                 result.retried += outcome == Reminder.Status.PENDING
                 continue
-            sent_at = timezone.now()
-            Reminder.objects.filter(pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
-                status=Reminder.Status.SENT,
-                sent_at=sent_at,
-                last_error="",  # claimed_by kept: who sent it
-            )
-            record_event(
-                TokenEvent.Kind.REMINDER_SENT,
-                client=reminder.client,
-                token=reminder.token,
-                asset=reminder.grant.asset if reminder.grant_id else None,
-                message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
-                data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage},
-            )
+            with transaction.atomic():  # one commit for the outcome and its audit entry
+                Reminder.objects.filter(pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
+                    status=Reminder.Status.SENT,
+                    sent_at=timezone.now(),
+                    last_error="",  # claimed_by kept: who sent it
+                )
+                record_event(
+                    TokenEvent.Kind.REMINDER_SENT,
+                    client=reminder.client,
+                    token=reminder.token,
+                    asset=reminder.grant.asset if reminder.grant_id else None,
+                    message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
+                    data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage},
+                )
             result.sent += 1
             result.sent_ids.append(reminder.pk)
     finally:

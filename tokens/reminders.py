@@ -355,7 +355,8 @@ def release_expired_leases(now: datetime | None = None) -> int:
     in_doubt = list(expired.filter(send_started_at__isnull=False).select_related("client", "token"))
     for reminder in in_doubt:
         error = "The worker stopped while sending; it may or may not have been delivered. Retrying."
-        released += bool(_record_failure(reminder, reminder.claimed_by, error, now))
+        # Retried at once: the worker died, not the mail server, and the lease already cost time.
+        released += bool(_record_failure(reminder, reminder.claimed_by, error, now, retry_at=now))
     return released
 
 
@@ -379,7 +380,9 @@ def claim_due_reminders(claim_id: str, now: datetime, limit: int) -> list[int]:
     )
 
 
-def _record_failure(reminder: Reminder, claim_id: str, error: str, now: datetime) -> str:
+def _record_failure(
+    reminder: Reminder, claim_id: str, error: str, now: datetime, *, retry_at: datetime | None = None
+) -> str:
     """After an attempt failed: retry later, or give up after the last try and tell staff.
 
     Returns the new status, or "" when the claim was no longer ours.
@@ -402,7 +405,7 @@ def _record_failure(reminder: Reminder, claim_id: str, error: str, now: datetime
         status=Reminder.Status.PENDING,
         last_error=error[:1000],
         claimed_by="",
-        next_attempt_at=now + retry_delay(attempts),
+        next_attempt_at=retry_at or now + retry_delay(attempts),
     )
     return Reminder.Status.PENDING if changed else ""
 

@@ -237,6 +237,7 @@ def test_a_dead_workers_batch_is_given_back_and_only_the_in_flight_message_count
     untouched.refresh_from_db()
     assert (untouched.status, untouched.attempts) == ("pending", 0)
     assert (in_flight.status, in_flight.attempts) == ("pending", 1)
+    assert in_flight.next_attempt_at == NOW + timedelta(seconds=settings.REMINDER_LEASE_SECONDS + 1)  # at once
     assert "may or may not have been delivered" in in_flight.last_error
 
 

@@ -5,6 +5,7 @@ locally without them, a failure in CI. Completion is awaited by polling the SMTP
 and the database against a deadline, never by sleeping a fixed time.
 """
 
+import asyncio
 import email
 import os
 import signal
@@ -111,9 +112,11 @@ def start_workers(redis_url, postgres_required, transactional_db):
             )
         return queue
 
+    start.processes = processes
     yield start
     for process in processes:
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
             process.wait(timeout=30)
@@ -185,3 +188,65 @@ def test_two_workers_sweep_and_send_at_once_and_every_reminder_arrives_exactly_o
     assert set(delivered.values()) == {1}
     assert sorted(handler.recipients) == sorted(Reminder.objects.values_list("recipient_email", flat=True))
     assert set(AccessToken.objects.filter(pk__in=[t.pk for t in swept]).values_list("status", flat=True)) == {"active"}
+
+
+class StallingHandler(CountingHandler):
+    """Accepts messages, but holds the reply to the Nth until released (the worker is killed meanwhile)."""
+
+    def __init__(self, stall_at: int) -> None:
+        super().__init__()
+        self.stall_at = stall_at
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = await super().handle_DATA(server, session, envelope)
+        if self.count() == self.stall_at:
+            self.stalled.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        return reply
+
+
+def test_a_worker_killed_mid_send_loses_only_that_message_attempt_which_is_retried(start_workers, postgres_required):
+    from tokens import tasks
+
+    handler = StallingHandler(stall_at=3)
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        now = timezone.now()
+        for i in range(4):
+            client = make_client(name=f"Client {i}", notification_emails=f"ops{i}@client.test")
+            make_token(client, expires_at=now + timedelta(days=3), next_check_at=now + timedelta(days=1))
+        plan_reminders()
+        expected = set(map(str, Reminder.objects.values_list("pk", flat=True)))
+        env = {
+            "EMAIL_URL": f"smtp://{controller.hostname}:{controller.port}",
+            "REMINDER_LEASE_SECONDS": "2",
+            "PORTAL_RECONNECT_URL_BUILDER": "tokens.tests.helpers.reconnect_url_stub",
+        }
+        queue = start_workers(1, env)
+        tasks.send_reminders.apply_async(queue=queue)
+        wait_until(handler.stalled.is_set, "the third message to reach the SMTP server")
+        os.killpg(start_workers.processes[0].pid, signal.SIGKILL)  # killed before recording the outcome
+        start_workers.processes[0].wait(timeout=30)
+        handler.release.set()
+        in_flight = Reminder.objects.get(status="sending", send_started_at__isnull=False)
+        assert Reminder.objects.filter(status="sending", send_started_at__isnull=True).count() == 1
+
+        start_workers(1, env)
+
+        def all_sent() -> bool:
+            tasks.send_reminders.apply_async(queue=queue).get(timeout=DEADLINE_SECONDS)
+            return not Reminder.objects.exclude(status="sent").exists()
+
+        wait_until(all_sent, "the lease to run out and the rest to be sent")
+    finally:
+        controller.stop()
+
+    delivered = Counter(handler.reminder_ids)
+    assert set(delivered) == expected
+    assert delivered[str(in_flight.pk)] == 2  # at-least-once at the in-doubt instant (decisions.md D9)
+    assert {count for pk, count in delivered.items() if pk != str(in_flight.pk)} == {1}
+    assert Reminder.objects.get(pk=in_flight.pk).attempts == 2

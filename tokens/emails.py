@@ -26,29 +26,33 @@ def reconnect_url(token: AccessToken) -> str:
     return import_string(settings.PORTAL_RECONNECT_URL_BUILDER)(token)
 
 
-def reminder_assets(reminder: Reminder) -> list:
-    if reminder.grant_id:
-        return [reminder.grant.asset]
+def reminder_assets(reminders: list[Reminder]) -> list:
+    """The assets a reminder email is about: the grants' assets, or every live asset of the token."""
+    if reminders[0].grant_id:
+        return [reminder.grant.asset for reminder in reminders]
     live = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
-    return [grant.asset for grant in reminder.token.grants.all() if grant.status in live]
+    return [grant.asset for grant in reminders[0].token.grants.all() if grant.status in live]
 
 
-def _message_id(reminder: Reminder) -> str:
+def _message_id(reminders: list[Reminder]) -> str:
     # Stable per reminder: if a send is ever retried after an in-doubt instant, mail clients
     # that de-duplicate by Message-ID show it once.
     host = urlsplit(settings.PORTAL_BASE_URL).hostname or "localhost"
-    return f"<reminder.{reminder.pk}.{reminder.stage}@{host}>"
+    return f"<reminder.{'.'.join(str(r.pk) for r in reminders)}.{reminders[0].stage}@{host}>"
 
 
-def send_reminder_email(reminder: Reminder, *, connection=None) -> None:
+def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
+    """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders)."""
+    reminder = reminders[0]
     token = reminder.token if reminder.token_id else reminder.grant.token
-    assets = reminder_assets(reminder)
+    assets = reminder_assets(reminders)
+    ends = [r.ends_at for r in reminders if r.ends_at]
     context = {
         "reminder": reminder,
         "client": reminder.client,
         "assets": assets,
         "ended": reminder.stage == "ended",
-        "ends_at": reminder.ends_at,
+        "ends_at": min(ends) if ends else None,
         "what_stops": WHAT_STOPS.get(reminder.reason, "access ends"),
         "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
         "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
@@ -65,7 +69,7 @@ def send_reminder_email(reminder: Reminder, *, connection=None) -> None:
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[reminder.recipient_email],
         connection=connection,
-        headers={"Message-ID": _message_id(reminder), "X-Portal-Reminder": str(reminder.pk)},
+        headers={"Message-ID": _message_id(reminders), "X-Portal-Reminder": ",".join(str(r.pk) for r in reminders)},
     )
     message.attach_alternative(render_to_string("emails/reminder.html", context), "text/html")
     message.send()

@@ -327,6 +327,7 @@ class SendResult:
     failed: int = 0
     cancelled: int = 0
     released: int = 0
+    messages: int = 0  # emails: reminders for several assets of one token travel together
     sent_ids: list[int] = field(default_factory=list)
 
 
@@ -361,8 +362,9 @@ def release_expired_leases(now: datetime | None = None) -> int:
 
 
 def claim_due_reminders(claim_id: str, now: datetime, limit: int) -> list[int]:
+    # Reminders that travel in one email (same token, recipient and stage) are claimed together.
     due = Reminder.objects.filter(status=Reminder.Status.PENDING, next_attempt_at__lte=now).order_by(
-        "next_attempt_at", "pk"
+        "next_attempt_at", "token_id", "recipient_email", "pk"
     )
     with transaction.atomic():
         if db_connection.features.has_select_for_update_skip_locked:
@@ -431,47 +433,63 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
     mail = get_connection()
     _open(mail)
     try:
-        for reminder in reminders:
-            if reminder.pk in stale:
-                continue
-            # Recorded before sending: if this process dies now, the lease recovery knows
-            # this is the one message whose delivery is in doubt.
-            started = Reminder.objects.filter(
-                pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING
-            ).update(send_started_at=timezone.now(), attempts=F("attempts") + 1)
-            if not started:
-                continue  # our lease was taken over: someone else owns it now
-            try:
-                send_reminder_email(reminder, connection=mail)
-            except Exception as exc:
-                logger.warning(
-                    "Reminder %s to client %s failed: %s", reminder.pk, reminder.client_id, type(exc).__name__
-                )
-                mail.close()  # a broken SMTP session must not fail the rest of the batch
-                _open(mail)
-                outcome = _record_failure(reminder, claim_id, f"{type(exc).__name__}: {exc}", timezone.now())
-                result.failed += outcome == Reminder.Status.FAILED
-                result.retried += outcome == Reminder.Status.PENDING
-                continue
-            with transaction.atomic():  # one commit for the outcome and its audit entry
-                Reminder.objects.filter(pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
-                    status=Reminder.Status.SENT,
-                    sent_at=timezone.now(),
-                    last_error="",  # claimed_by kept: who sent it
-                )
-                record_event(
-                    TokenEvent.Kind.REMINDER_SENT,
-                    client=reminder.client,
-                    token=reminder.token,
-                    asset=reminder.grant.asset if reminder.grant_id else None,
-                    message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
-                    data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage},
-                )
-            result.sent += 1
-            result.sent_ids.append(reminder.pk)
+        for group in group_reminders([r for r in reminders if r.pk not in stale]):
+            _send_group(group, claim_id, mail, send_reminder_email, result)
     finally:
         mail.close()
     return result
+
+
+def group_reminders(reminders: list[Reminder]) -> list[list[Reminder]]:
+    """One email per recipient, token, reason and stage: every asset whose access ends together."""
+    groups: dict[tuple, list[Reminder]] = defaultdict(list)
+    for reminder in reminders:
+        key = (reminder.recipient_email.lower(), reminder.token_id, reminder.reason, reminder.stage)
+        groups[key].append(reminder)
+    return list(groups.values())
+
+
+def _send_group(group: list[Reminder], claim_id: str, mail, send_email, result: SendResult) -> None:
+    pks = [reminder.pk for reminder in group]
+    # Recorded before sending: if this process dies now, the lease recovery knows these
+    # are the rows whose delivery is in doubt (one message).
+    ours = Reminder.objects.filter(pk__in=pks, claimed_by=claim_id, status=Reminder.Status.SENDING)
+    started = ours.update(send_started_at=timezone.now(), attempts=F("attempts") + 1)
+    if started != len(pks):  # part of our claim was taken over: send only what is still ours
+        still = set(ours.values_list("pk", flat=True))
+        group = [reminder for reminder in group if reminder.pk in still]
+        pks = [reminder.pk for reminder in group]
+        if not group:
+            return
+    try:
+        send_email(group, connection=mail)
+    except Exception as exc:
+        logger.warning("Reminder(s) %s failed: %s", pks, type(exc).__name__)
+        mail.close()  # a broken SMTP session must not fail the rest of the batch
+        _open(mail)
+        for reminder in group:
+            outcome = _record_failure(reminder, claim_id, f"{type(exc).__name__}: {exc}", timezone.now())
+            result.failed += outcome == Reminder.Status.FAILED
+            result.retried += outcome == Reminder.Status.PENDING
+        return
+    with transaction.atomic():  # one commit for the outcome and its audit entries
+        Reminder.objects.filter(pk__in=pks, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
+            status=Reminder.Status.SENT,
+            sent_at=timezone.now(),
+            last_error="",  # claimed_by kept: who sent it
+        )
+        for reminder in group:
+            record_event(
+                TokenEvent.Kind.REMINDER_SENT,
+                client=reminder.client,
+                token=reminder.token,
+                asset=reminder.grant.asset if reminder.grant_id else None,
+                message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
+                data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage, "email": pks},
+            )
+    result.messages += 1
+    result.sent += len(group)
+    result.sent_ids.extend(pks)
 
 
 def _open(mail) -> None:

@@ -266,3 +266,19 @@ def test_a_batch_goes_out_over_one_mail_connection(frozen, client_business, gran
 
     assert result.sent == 6
     assert CountingBackend.opened == 1 and CountingBackend.sent_per_connection == [6]
+
+
+def test_assets_whose_access_ends_together_travel_in_one_email_per_person(frozen, client_business, grantor):
+    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 60 * DAY)
+    for name in ("Page A", "Page B", "Ads C"):
+        make_grant(token, make_asset(client_business, name), user_access_expire_time=NOW + 3 * DAY)
+
+    result = plan_and_send()
+
+    assert (result.sent, result.messages) == (6, 2)
+    assert sorted(m.to[0] for m in mail.outbox) == ["ana@acme.test", "ops@acme.test"]
+    message = mail.outbox[0]
+    assert message.subject == "Action needed: access to 3 assets of Acme Bakery ends 5 Mar 2026"
+    assert all(name in message.body for name in ("Page A", "Page B", "Ads C"))
+    assert len(message.extra_headers["X-Portal-Reminder"].split(",")) == 3
+    assert Reminder.objects.filter(status="sent").count() == 6

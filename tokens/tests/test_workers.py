@@ -44,7 +44,7 @@ class CountingHandler:
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content)
         with self.lock:
-            self.reminder_ids.append(message["X-Portal-Reminder"])
+            self.reminder_ids.extend(message["X-Portal-Reminder"].split(","))
             self.recipients.extend(envelope.rcpt_tos)
         return "250 Message accepted for delivery"
 

@@ -15,8 +15,8 @@ WHAT_STOPS = {
     Reminder.Reason.TOKEN_EXPIRING: "the access you granted expires",
     Reminder.Reason.DATA_ACCESS_EXPIRING: "our access to your data expires (Meta ends it 90 days after a person's "
     "last activity with the app)",
-    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account ends, because your "
-    "business moved to managed Meta accounts",
+    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account ends (your business "
+    "moved to managed Meta accounts, and such grants don't carry over)",
     Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
 }
 

@@ -30,12 +30,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import BinaryField, Count, F, Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from graph.client import BatchItem, numeric_id, parse_graph_datetime
 from graph.errors import GraphError, InvalidTokenError, RateLimitError, TransientError
 
+from . import crypto
 from .crypto import TokenDecryptionError
 from .install import granted_assets
 from .models import AccessToken, Asset, AssetGrant, SweepRun, TokenEvent
@@ -164,7 +166,8 @@ def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> li
     with transaction.atomic():
         if db_connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
-        tokens = list(candidates.select_related("client").order_by("pk"))
+        # The value is read apart (token_values): one unreadable ciphertext must not sink the chunk.
+        tokens = list(candidates.select_related("client").defer("value").order_by("pk"))
         # Row locks (PostgreSQL) or the write lock of an IMMEDIATE transaction (SQLite) make
         # these rows ours; the stamp makes any later duplicate of this chunk skip them.
         AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(last_checked_at=now)
@@ -209,12 +212,7 @@ def check_tokens(
                 _defer(token, stop, now, result)
                 token_updates[token.pk] = token
             continue
-        values = {}
-        for token in batch:
-            try:
-                values[token.pk] = token.value or ""
-            except TokenDecryptionError:
-                values[token.pk] = ""
+        values = token_values(batch)
         infos = client.debug_tokens([values[token.pk] for token in batch])
         valid = []
         for token, info in zip(batch, infos, strict=True):
@@ -248,6 +246,22 @@ def check_tokens(
         _save(list(token_updates.values()), grants, result)
         _record_progress(run, result, len(token_ids))
     return result
+
+
+def token_values(tokens: list[AccessToken]) -> dict[int, str]:
+    """Decrypted values by id; "" for a value no configured key can read (checked as a failure, never invalid)."""
+    raw = (
+        AccessToken.objects.filter(pk__in=[token.pk for token in tokens])
+        .annotate(ciphertext=Cast("value", output_field=BinaryField()))
+        .values_list("pk", "ciphertext")
+    )
+    values = dict.fromkeys((token.pk for token in tokens), "")
+    for pk, ciphertext in raw:
+        try:
+            values[pk] = crypto.decrypt(bytes(ciphertext)) if ciphertext is not None else ""
+        except TokenDecryptionError:
+            logger.warning("Token %s: stored value unreadable with the configured keys", pk)
+    return values
 
 
 def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[AssetGrant]]:

@@ -247,3 +247,18 @@ def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta,
     lost.refresh_from_db()
     assert lost.status == "failed" and "never reported" in lost.last_error
     assert chunks  # the lost chunk's token came due again
+
+
+def test_a_token_whose_value_no_key_can_read_is_an_error_not_invalid_and_the_others_are_checked(
+    frozen, meta, client_business
+):
+    broken = token_with_meta(meta, client_business, "broken")
+    fine = token_with_meta(meta, client_business, "fine")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tokens_accesstoken SET value = %s WHERE id = %s", [b"not a ciphertext", broken.pk])
+
+    _, (result,) = sweep(meta)
+
+    assert (result.checked, result.errors, result.invalid) == (1, 1, 0)
+    rows = AccessToken.objects.filter(pk__in=[broken.pk, fine.pk]).order_by("pk")
+    assert list(rows.values_list("status", "consecutive_check_failures")) == [("active", 1), ("active", 0)]

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import BinaryField
+from django.db.models.functions import Cast
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -12,7 +14,7 @@ from django.utils.html import format_html
 
 from graph.errors import GraphError
 
-from . import reminders, sweep, system_users
+from . import crypto, reminders, sweep, system_users
 from .models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
 
 CHECK_NOW_LIMIT = 100  # "check now" runs in the request: keep it to what a few Graph batches do quickly
@@ -97,9 +99,20 @@ class AccessTokenAdmin(admin.ModelAdmin):
     inlines = [AssetGrantInline]
     actions = ["check_now", "fetch_current_system_user_token", "create_granular_token"]
 
+    def get_queryset(self, request):
+        # The value is read as ciphertext and only masked here: a row no key can read must
+        # not break the whole page (the model would raise while loading it).
+        ciphertext = Cast("value", output_field=BinaryField())
+        return super().get_queryset(request).defer("value").annotate(ciphertext=ciphertext)
+
     @admin.display(description="Token")
     def masked_value(self, obj: AccessToken) -> str:
-        return obj.masked()
+        if getattr(obj, "ciphertext", None) is None:
+            return "—"
+        try:
+            return crypto.mask(crypto.decrypt(bytes(obj.ciphertext)))
+        except crypto.TokenDecryptionError:
+            return "unreadable with the configured keys"
 
     def has_add_permission(self, request):
         return False
@@ -131,7 +144,7 @@ class AccessTokenAdmin(admin.ModelAdmin):
         for token in queryset.select_related("client"):
             try:
                 changed = system_users.fetch_current_system_user_token(token, actor_user=request.user)
-            except (system_users.SystemUserTokenError, GraphError) as error:
+            except (system_users.SystemUserTokenError, GraphError, crypto.TokenDecryptionError) as error:
                 self.message_user(request, f"Token #{token.pk}: {error}", messages.ERROR)
                 continue
             self.message_user(
@@ -156,7 +169,7 @@ class AccessTokenAdmin(admin.ModelAdmin):
                         purpose=form.cleaned_data["purpose"],
                         actor_user=request.user,
                     )
-                except (system_users.SystemUserTokenError, GraphError) as error:
+                except (system_users.SystemUserTokenError, GraphError, crypto.TokenDecryptionError) as error:
                     form.add_error(None, str(error))
                 else:
                     self.message_user(request, f"Granular token #{token.pk} created.", messages.SUCCESS)
@@ -193,6 +206,9 @@ class AssetGrantAdmin(admin.ModelAdmin):
     search_fields = ("asset__name", "asset__meta_id", "token__client__name")
     readonly_fields = ("token", "asset", "created_at", "removed_at", "last_checked_at")
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("token__value")
+
 
 @admin.register(Reminder)
 class ReminderAdmin(admin.ModelAdmin):
@@ -225,6 +241,9 @@ class TokenEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("client", "token")
     search_fields = ("client__name", "message")
     date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("token__value")
 
 
 @admin.register(SweepRun)

@@ -233,21 +233,29 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
     horizon = now + timedelta(days=max(stage_days()))
     floor = now - timedelta(days=settings.REMINDER_ENDED_WINDOW_DAYS)
 
-    tokens = AccessToken.objects.filter(
-        Q(status__in=AccessToken.LIVE_STATUSES, expires_at__range=(floor, horizon))
-        | Q(status__in=AccessToken.LIVE_STATUSES, data_access_expires_at__range=(floor, horizon))
-        | Q(status=AccessToken.Status.INVALID, updated_at__gte=floor)
-    ).select_related("client", "granted_by")
+    tokens = (
+        AccessToken.objects.filter(
+            Q(status__in=AccessToken.LIVE_STATUSES, expires_at__range=(floor, horizon))
+            | Q(status__in=AccessToken.LIVE_STATUSES, data_access_expires_at__range=(floor, horizon))
+            | Q(status=AccessToken.Status.INVALID, updated_at__gte=floor)
+        )
+        .select_related("client", "granted_by")
+        .defer("value")
+    )  # reminders never need the value
     for page in _pages(tokens):
         rows = _wanted_rows(filter(None, map(token_subject, page)), now)
         result.planned += len(rows)
         result.reactivated += _store(rows)
 
-    grants = AssetGrant.objects.filter(
-        user_access_expire_time__range=(floor, horizon),
-        status__in=GRANT_LIVE_STATUSES,
-        token__status__in=GRANT_TOKEN_STATUSES,
-    ).select_related("token__client", "token__granted_by")
+    grants = (
+        AssetGrant.objects.filter(
+            user_access_expire_time__range=(floor, horizon),
+            status__in=GRANT_LIVE_STATUSES,
+            token__status__in=GRANT_TOKEN_STATUSES,
+        )
+        .select_related("token__client", "token__granted_by")
+        .defer("token__value")
+    )
     for page in _pages(grants):
         covered = covered_grant_ids(page)
         rows = _wanted_rows(filter(None, (grant_subject(grant, grant.pk in covered) for grant in page)), now)
@@ -269,7 +277,7 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
 def _with_subjects(queryset):
     return queryset.select_related(
         "client", "recipient_contact", "token__client", "token__granted_by", "grant__asset", "grant__token__client"
-    )
+    ).defer("token__value", "grant__token__value")  # never needed: a token is never put in an email
 
 
 def stale_reminders(reminders: list[Reminder], now: datetime) -> dict[int, str]:
@@ -353,7 +361,9 @@ def release_expired_leases(now: datetime | None = None) -> int:
     released = expired.filter(send_started_at__isnull=True).update(
         status=Reminder.Status.PENDING, claimed_by="", claimed_at=None
     )
-    in_doubt = list(expired.filter(send_started_at__isnull=False).select_related("client", "token"))
+    in_doubt = list(
+        expired.filter(send_started_at__isnull=False).select_related("client", "token").defer("token__value")
+    )
     for reminder in in_doubt:
         error = "The worker stopped while sending; it may or may not have been delivered. Retrying."
         # Retried at once: the worker died, not the mail server, and the lease already cost time.

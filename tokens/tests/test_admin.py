@@ -112,3 +112,27 @@ def test_staff_create_a_granular_60_day_token_and_fetch_the_current_one(simulate
 
     admin_client.post(url, {"action": "fetch_current_system_user_token", "_selected_action": [parent.pk]})
     assert TokenEvent.objects.filter(kind="staff_action", token=parent, message__contains="unchanged").exists()
+
+
+@pytest.mark.django_db
+def test_a_token_no_key_can_read_breaks_neither_the_admin_nor_its_reminders(staff, settings):
+    from django.core import mail
+    from django.db import connection
+
+    from tokens.reminders import send_due_reminders
+
+    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
+    client = make_client()
+    token = make_token(client, granted_by=make_contact(client), expires_at=datetime.now(UTC) + timedelta(days=2))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tokens_accesstoken SET value = %s WHERE id = %s", [b"garbage", token.pk])
+
+    listing = staff.get(reverse("admin:tokens_accesstoken_changelist"))
+    detail = staff.get(reverse("admin:tokens_accesstoken_change", args=[token.pk]))
+    events = staff.get(reverse("admin:tokens_tokenevent_changelist"))
+    plan_reminders()
+    result = send_due_reminders()
+
+    assert (listing.status_code, detail.status_code, events.status_code) == (200, 200, 200)
+    assert "unreadable with the configured keys" in listing.content.decode()
+    assert result.sent == 2 and len(mail.outbox) == 2

@@ -30,6 +30,7 @@ def send_reminders() -> dict:
     return {
         "claimed": result.claimed,
         "sent": result.sent,
+        "messages": result.messages,
         "retried": result.retried,
         "failed": result.failed,
         "cancelled": result.cancelled,

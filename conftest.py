@@ -114,3 +114,13 @@ def simulated_meta(live_server, settings):
     from simulator.testing import start
 
     yield start(live_server.url, settings)
+
+
+# --- Call ledger (ledger engineer): with REDIS_URL set the Graph hook counts in Redis. Each test
+# gets its own key prefix, so counts one test leaves unflushed never show in another's figures (D16).
+
+
+@pytest.fixture(autouse=True)
+def ledger_redis_prefix(settings):
+    settings.VERIFICATION_LEDGER_REDIS_PREFIX = f"test:ledger:{os.urandom(8).hex()}:"
+    settings.VERIFICATION_LEDGER_REDIS_TTL_SECONDS = 3600

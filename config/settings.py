@@ -224,6 +224,13 @@ VERIFICATION_STAFF_ALERT_EMAILS = env.list("VERIFICATION_STAFF_ALERT_EMAILS", de
 VERIFICATION_UPKEEP_PROJECTION_DAYS = env.int("VERIFICATION_UPKEEP_PROJECTION_DAYS", default=7)
 # Hourly ledger buckets older than this are deleted (the rules look back 15 days).
 VERIFICATION_LEDGER_RETENTION_DAYS = env.int("VERIFICATION_LEDGER_RETENTION_DAYS", default=90)
+# Call ledger counters (D16): in Redis when set (no database query per Graph call), moved into the
+# database by "verification-flush-ledger"; empty: one database upsert per call (D6).
+VERIFICATION_LEDGER_REDIS_URL = env.str("VERIFICATION_LEDGER_REDIS_URL", default=REDIS_URL)
+# Key prefix: portals (and test runs) sharing a Redis keep their counts apart.
+VERIFICATION_LEDGER_REDIS_PREFIX = env.str("VERIFICATION_LEDGER_REDIS_PREFIX", default="portal:ledger:")
+# Unflushed counters expire after this long without a call (the flush runs every minute).
+VERIFICATION_LEDGER_REDIS_TTL_SECONDS = env.int("VERIFICATION_LEDGER_REDIS_TTL_SECONDS", default=7 * 86400)
 CELERY_BEAT_SCHEDULE.update(
     {
         "verification-deadline-alerts": {
@@ -235,6 +242,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "verification.check_upkeep",
             "schedule": 3600.0,
             "options": {"expires": 3000},
+        },
+        "verification-flush-ledger": {
+            "task": "verification.flush_ledger",
+            "schedule": 60.0,
+            "options": {"expires": 50},
         },
         "verification-prune-ledger": {
             "task": "verification.prune_ledger",

@@ -1,15 +1,23 @@
-"""The API-call ledger: the Graph hook adds each call to an hourly bucket with one atomic upsert.
+"""The API-call ledger: Graph calls and errors per hour and API, counted at (almost) no cost per call.
 
-See docs/decisions.md (D6): one `INSERT ... ON CONFLICT DO UPDATE SET calls = calls + 1`
-per call, never inside the caller's transaction.
+With Redis configured (`VERIFICATION_LEDGER_REDIS_URL`, by default `REDIS_URL`) the Graph hook
+makes one pipelined round trip to Redis and no database query; the periodic `flush` moves the
+counts into `ApiCallHour`, each exactly once (docs/decisions.md, D16). Without Redis (the demo)
+the hook does one atomic upsert per call, after the caller's commit (D6). The readers add the
+counts still waiting in Redis to the buckets.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 
+import redis
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
@@ -27,6 +35,35 @@ _UPSERT = (
     "errors = verification_apicallhour.errors + excluded.errors"
 )
 
+# Redis: every hook call increments fields of one "pending" hash. A flush RENAMEs it to a
+# processing key listed in a set (atomically, so no increment lands between read and delete),
+# applies the processing key to the database and DELetes it inside the database transaction:
+# only the flusher whose DEL removed the key commits, so two flushers never count it twice.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('SADD', KEYS[3], KEYS[2])
+end
+return redis.call('SMEMBERS', KEYS[3])
+"""
+# One consistent snapshot of everything not yet in the database.
+_SNAPSHOT = """
+local keys = redis.call('SMEMBERS', KEYS[2])
+table.insert(keys, KEYS[1])
+local out = {}
+for _, key in ipairs(keys) do
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields do out[#out + 1] = fields[i] end
+end
+return out
+"""
+
+Counts = dict[tuple[datetime, str], list[int]]  # (hour, api) -> [calls, errors]
+
+
+class _ClaimLost(Exception):
+    """Another flusher applied this processing key first."""
+
 
 def hour_of(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -38,7 +75,7 @@ def is_error(record: CallRecord) -> bool:
 
 
 def add_calls(api: str, calls: int = 1, errors: int = 0, at: datetime | None = None) -> None:
-    """Add to the bucket of the hour, atomically, whatever other workers do at the same time."""
+    """Add to the bucket of the hour in the database, atomically, whatever other workers do at the same time."""
     hour = hour_of(at or timezone.now())
     if connection.vendor in ("postgresql", "sqlite"):
         with connection.cursor() as cursor:
@@ -57,16 +94,142 @@ def add_calls(api: str, calls: int = 1, errors: int = 0, at: datetime | None = N
     raise RuntimeError("Could not record the API call after three attempts")
 
 
-def record_call(record: CallRecord) -> None:
-    """The Graph hook. Inside a transaction the count waits for the commit, so the bucket's row
-    lock is never held for the length of someone else's transaction (and a failed statement
-    cannot poison it)."""
-    api = ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH
-    write = partial(add_calls, api, 1, int(is_error(record)), timezone.now())
+# --- Redis -------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    # Short timeouts: a Graph call must not wait long on the ledger (on failure the database counts).
+    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def redis_client() -> redis.Redis | None:
+    url = settings.VERIFICATION_LEDGER_REDIS_URL
+    return _client(url) if url else None
+
+
+def _keys() -> tuple[str, str]:
+    prefix = settings.VERIFICATION_LEDGER_REDIS_PREFIX
+    return f"{prefix}pending", f"{prefix}flushing"
+
+
+def _field(hour: datetime, api: str, what: str) -> str:
+    return f"{int(hour.timestamp())}|{api}|{what}"
+
+
+def _pairs(flat: list[bytes]) -> Iterable[tuple[bytes, bytes]]:
+    """[field, value, field, value, ...] (a script's reply) -> (field, value) pairs."""
+    items = iter(flat)
+    return zip(items, items, strict=True)
+
+
+def _parse(pairs: Iterable[tuple[bytes, bytes]]) -> Counts:
+    """Hash fields -> {(hour, api): [calls, errors]}, summed."""
+    counts: Counts = defaultdict(lambda: [0, 0])
+    for field, value in pairs:
+        stamp, api, what = field.decode().split("|")
+        hour = datetime.fromtimestamp(int(stamp), tz=UTC)
+        counts[hour, api][0 if what == "c" else 1] += int(value)
+    return dict(counts)
+
+
+def _increment(client: redis.Redis, counts: Counts) -> None:
+    pending, _ = _keys()
+    pipe = client.pipeline(transaction=False)
+    for (hour, api), (calls, errors) in counts.items():
+        pipe.hincrby(pending, _field(hour, api, "c"), calls)
+        if errors:
+            pipe.hincrby(pending, _field(hour, api, "e"), errors)
+    pipe.expire(pending, settings.VERIFICATION_LEDGER_REDIS_TTL_SECONDS)
+    pipe.execute()
+
+
+def pending_counts() -> Counts:
+    """Counts in Redis not yet moved into the database ({} without Redis or when it is unreachable)."""
+    client = redis_client()
+    if client is None:
+        return {}
+    pending, flushing = _keys()
+    try:
+        return _parse(_pairs(client.eval(_SNAPSHOT, 2, pending, flushing)))
+    except redis.RedisError as exc:
+        logger.warning("Call ledger: Redis unreachable, figures leave out unflushed counts (%s)", type(exc).__name__)
+        return {}
+
+
+def _apply(client: redis.Redis, key: bytes) -> Counts:
+    """Add one processing key's counts to the database and delete it, exactly once."""
+    counts = _parse(client.hgetall(key).items())
+    _, flushing = _keys()
+    if not counts:  # already applied by another flusher (or by one that died before SREM)
+        client.srem(flushing, key)
+        return {}
+    deleted = False
+    try:
+        with transaction.atomic():
+            for (hour, api), (calls, errors) in sorted(counts.items()):  # one lock order: no deadlock
+                add_calls(api, calls, errors, hour)
+            deleted = bool(client.delete(key))
+            if not deleted:
+                raise _ClaimLost
+    except _ClaimLost:
+        return {}
+    except Exception:
+        if deleted:  # our DEL went through but the commit failed: put the counts back
+            _increment(client, counts)
+            client.srem(flushing, key)
+        raise
+    client.srem(flushing, key)
+    return counts
+
+
+def flush() -> int:
+    """Move the counts waiting in Redis into `ApiCallHour`; returns the calls moved.
+
+    Safe to run from several workers at once and after a flusher died: a processing key left
+    behind was not applied (its DEL comes before the commit) and the next flush applies it.
+    """
+    client = redis_client()
+    if client is None:
+        return 0
+    pending, flushing = _keys()
+    claimed = f"{settings.VERIFICATION_LEDGER_REDIS_PREFIX}processing:{uuid.uuid4().hex}"
+    moved = 0
+    for key in client.eval(_CLAIM, 3, pending, claimed, flushing):
+        moved += sum(calls for calls, _ in _apply(client, key).values())
+    return moved
+
+
+# --- the hook ----------------------------------------------------------------------------------
+
+
+def _record_in_database(api: str, errors: int, at: datetime) -> None:
+    write = partial(add_calls, api, 1, errors, at)
+    # Inside a transaction the count waits for the commit, so the bucket's row lock is never
+    # held for the length of someone else's transaction (and a failed statement cannot poison it).
     if connection.in_atomic_block:
         transaction.on_commit(write, robust=True)
     else:
         write()
+
+
+def record_call(record: CallRecord) -> None:
+    """The Graph hook: one pipelined Redis round trip and no database query when Redis is configured."""
+    api = ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH
+    errors = int(is_error(record))
+    now = timezone.now()
+    client = redis_client()
+    if client is not None:
+        try:
+            _increment(client, {(hour_of(now), api): [1, errors]})
+            return
+        except redis.RedisError as exc:
+            # Counted in the database instead: slower, but nothing is lost while Redis is down.
+            logger.warning("Call ledger: Redis unreachable, counting in the database (%s)", type(exc).__name__)
+    _record_in_database(api, errors, now)
+
+
+# --- reading -----------------------------------------------------------------------------------
 
 
 def prune(before: datetime) -> int:
@@ -79,11 +242,51 @@ def window_start(days: float, now: datetime | None = None) -> datetime:
     return hour_of(now or timezone.now()) - timedelta(hours=round(days * 24) - 1)
 
 
+def _pending_hours(api: str, start: datetime | None, end: datetime) -> dict[datetime, list[int]]:
+    return {
+        hour: counts
+        for (hour, row_api), counts in pending_counts().items()
+        if row_api == api and hour <= end and (start is None or hour >= start)
+    }
+
+
+# Each reader queries the database before Redis: a flush deletes its Redis key before its
+# commit, so a count can be missed for that instant but never read twice.
+
+
 def totals_in_window(api: str, days: float, now: datetime | None = None) -> tuple[int, int]:
     now = now or timezone.now()
-    rows = ApiCallHour.objects.filter(api=api, hour__gte=window_start(days, now), hour__lte=now)
+    start = window_start(days, now)
+    rows = ApiCallHour.objects.filter(api=api, hour__gte=start, hour__lte=now)
     totals = rows.aggregate(c=Sum("calls"), e=Sum("errors"))
-    return totals["c"] or 0, totals["e"] or 0
+    calls, errors = totals["c"] or 0, totals["e"] or 0
+    for pending_calls, pending_errors in _pending_hours(api, start, now).values():
+        calls += pending_calls
+        errors += pending_errors
+    return calls, errors
+
+
+def _newest_first(api: str, now: datetime) -> Iterator[tuple[datetime, int, int]]:
+    """Hourly (hour, calls, errors), newest first: database buckets merged with pending counts."""
+    rows = iter(
+        ApiCallHour.objects.filter(api=api, hour__lte=now, calls__gt=0)
+        .order_by("-hour")
+        .values_list("hour", "calls", "errors")
+        .iterator(chunk_size=200)
+    )
+    row = next(rows, None)  # the query runs (and takes its snapshot) before Redis is read
+    pending = sorted(_pending_hours(api, None, now).items(), reverse=True)
+    while row is not None or pending:
+        if row is not None and pending and row[0] == pending[0][0]:
+            hour, (calls, errors) = pending.pop(0)
+            yield hour, row[1] + calls, row[2] + errors
+            row = next(rows, None)
+        elif row is not None and (not pending or row[0] > pending[0][0]):
+            yield row
+            row = next(rows, None)
+        else:
+            hour, (calls, errors) = pending.pop(0)
+            yield hour, calls, errors
 
 
 def last_calls(api: str, n: int, now: datetime | None = None) -> tuple[float, float]:
@@ -95,8 +298,7 @@ def last_calls(api: str, n: int, now: datetime | None = None) -> tuple[float, fl
     now = now or timezone.now()
     calls_total = 0.0
     errors_total = 0.0
-    buckets = ApiCallHour.objects.filter(api=api, hour__lte=now, calls__gt=0).order_by("-hour")
-    for calls, errors in buckets.values_list("calls", "errors").iterator(chunk_size=200):
+    for _, calls, errors in _newest_first(api, now):
         missing = n - calls_total
         if calls >= missing:
             calls_total += missing
@@ -112,9 +314,11 @@ def daily_totals(api: str, first_day, last_day) -> dict:
     start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     days = {first_day + timedelta(days=i): [0, 0] for i in range((last_day - first_day).days + 1)}
-    for hour, calls, errors in ApiCallHour.objects.filter(api=api, hour__gte=start, hour__lt=end).values_list(
-        "hour", "calls", "errors"
-    ):
+    rows = list(
+        ApiCallHour.objects.filter(api=api, hour__gte=start, hour__lt=end).values_list("hour", "calls", "errors")
+    )
+    pending = _pending_hours(api, start, end - timedelta(hours=1))
+    for hour, calls, errors in rows + [(hour, c, e) for hour, (c, e) in pending.items()]:
         bucket = days[hour.astimezone(UTC).date()]
         bucket[0] += calls
         bucket[1] += errors

@@ -21,6 +21,11 @@ def check_upkeep() -> bool:
     return alerts.check_upkeep()
 
 
+@shared_task(name="verification.flush_ledger")
+def flush_ledger() -> int:
+    return ledger.flush()
+
+
 @shared_task(name="verification.prune_ledger")
 def prune_ledger() -> int:
     return ledger.prune(timezone.now() - timedelta(days=settings.VERIFICATION_LEDGER_RETENTION_DAYS))

@@ -1,11 +1,12 @@
 """The API-call ledger: the Graph hook's counts, apart for the Marketing API, with no lost increments."""
 
 import multiprocessing
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from graph.hooks import CallRecord, notify_call
 from verification import ledger, tasks
@@ -212,6 +213,28 @@ def test_a_flusher_whose_key_another_flusher_applied_first_writes_nothing(redis_
     assert ledger.flush() == 0
     assert applied_by_the_other_flusher == [1]
     assert not ApiCallHour.objects.exists()
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_a_commit_that_fails_after_the_delete_puts_the_counts_back_in_redis(redis_ledger, monkeypatch):
+    notify_call(FAILED)
+    real_atomic = transaction.atomic
+
+    @contextmanager
+    def commit_fails():
+        with real_atomic():
+            yield
+            transaction.set_rollback(True)
+        raise DatabaseError("could not commit")
+
+    monkeypatch.setattr(ledger.transaction, "atomic", commit_fails)
+    with pytest.raises(DatabaseError):
+        ledger.flush()
+    monkeypatch.undo()
+    assert not ApiCallHour.objects.exists()
+    assert ledger.pending_counts() == {(datetime(2026, 11, 23, 14, tzinfo=UTC), "marketing"): [1, 1]}
+    assert ledger.flush() == 1
 
 
 @pytest.mark.django_db

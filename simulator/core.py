@@ -11,6 +11,9 @@ import random
 import secrets
 import string
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -79,8 +82,113 @@ def state() -> SimState:
 
 def now() -> datetime:
     """Meta's clock: Django's (so time_machine moves it) plus the offset set by advance_clock()."""
-    offset = SimState.objects.filter(pk=1).values_list("clock_offset_seconds", flat=True).first() or 0
+    memo = _memo.get()
+    if memo is not None and memo.clock_offset is not None:
+        offset = memo.clock_offset
+    else:
+        offset = SimState.objects.filter(pk=1).values_list("clock_offset_seconds", flat=True).first() or 0
+        if memo is not None:
+            memo.clock_offset = offset
     return timezone.now() + timedelta(seconds=offset)
+
+
+# --- what one request has read ------------------------------------------------------------------
+
+
+class Memo:
+    """The rows one Graph request has read, so the 50 items of a batch read each row once.
+
+    Only reads share it: `forget()` drops it after any item that may write (a revoke, a code
+    exchange, a new token), so a later item sees the write exactly as a separate request would.
+    """
+
+    def __init__(self) -> None:
+        self.clock_offset: float | None = None
+        self.apps: dict[str, SimApp | None] = {}
+        self.tokens: dict[str, SimToken | None] = {}
+        self.assets: dict[str, SimAsset | None] = {}
+        self.businesses: dict[str, SimBusiness | None] = {}
+        self.person_businesses: dict[int, set[str]] = {}
+
+    def app(self, app_id: str) -> SimApp | None:
+        if app_id not in self.apps:
+            self.apps[app_id] = SimApp.objects.filter(app_id=app_id).first()
+        return self.apps[app_id]
+
+    def load_tokens(self, values: Iterable[str]) -> None:
+        missing = {v for v in values if v and v not in self.tokens}
+        if not missing:
+            return
+        found = SimToken.objects.select_related(*TOKEN_RELATIONS).filter(value__in=missing)
+        self.tokens.update(dict.fromkeys(missing))
+        self.tokens.update({t.value: t for t in found})
+        self.load_assets({a for t in found for a in t.asset_ids})
+
+    def token(self, value: str) -> SimToken | None:
+        self.load_tokens([value])
+        return self.tokens[value]
+
+    def load_assets(self, asset_ids: Iterable[str]) -> None:
+        missing = {a for a in asset_ids if a not in self.assets}
+        if missing:
+            self.assets.update(dict.fromkeys(missing))
+            self.assets.update(
+                {a.asset_id: a for a in SimAsset.objects.select_related("owner").filter(asset_id__in=missing)}
+            )
+
+    def assets_among(self, asset_ids: Iterable[str]) -> list[SimAsset]:
+        """The assets that exist among these ids, ordered by asset id (SimAsset's ordering)."""
+        ids = set(asset_ids)
+        self.load_assets(ids)
+        return sorted((a for a in (self.assets[i] for i in ids) if a is not None), key=lambda a: a.asset_id)
+
+    def businesses_among(self, business_ids: Iterable[str]) -> list[SimBusiness]:
+        ids = set(business_ids)
+        missing = {b for b in ids if b not in self.businesses}
+        if missing:
+            self.businesses.update(dict.fromkeys(missing))
+            self.businesses.update({b.business_id: b for b in SimBusiness.objects.filter(business_id__in=missing)})
+        return sorted((b for b in (self.businesses[i] for i in ids) if b is not None), key=lambda b: b.business_id)
+
+    def businesses_of(self, person: SimPerson) -> set[str]:
+        if person.pk not in self.person_businesses:
+            # Everyone this request has met, in one query.
+            people = {t.person_id for t in self.tokens.values() if t is not None and t.person_id} | {person.pk}
+            people -= set(self.person_businesses)
+            found: dict[int, set[str]] = {pk: set() for pk in people}
+            through = SimPerson.businesses.through.objects.filter(simperson_id__in=people)
+            for person_id, business_id in through.values_list("simperson_id", "simbusiness__business_id"):
+                found[person_id].add(business_id)
+            self.person_businesses.update(found)
+        return set(self.person_businesses[person.pk])
+
+
+TOKEN_RELATIONS = ("app", "person", "system_user__business", "business")
+_memo: ContextVar[Memo | None] = ContextVar("simulator_memo", default=None)
+
+
+@contextmanager
+def request_memo() -> Iterator[Memo]:
+    """Share reads across the calls of one request (see `Memo`)."""
+    memo = Memo()
+    reset = _memo.set(memo)
+    try:
+        yield memo
+    finally:
+        _memo.reset(reset)
+
+
+def current_memo() -> Memo | None:
+    return _memo.get()
+
+
+def forget() -> None:
+    """Drop what this request has read (after a call that may have written)."""
+    current = _memo.get()
+    if current is not None:
+        offset = current.clock_offset
+        current.__init__()
+        current.clock_offset = offset  # only advance_clock() moves it, never a Graph call
 
 
 def unix(moment: datetime | None) -> int:
@@ -214,10 +322,18 @@ def parse_app_token(value: str) -> SimApp | None:
     app_id, sep, secret = value.partition("|")
     if not sep:
         return None
-    app = SimApp.objects.filter(app_id=app_id).first()
+    memo = _memo.get()
+    app = memo.app(app_id) if memo is not None else SimApp.objects.filter(app_id=app_id).first()
     if app is None or not hmac.compare_digest(app.app_secret, secret):
         return None
     return app
+
+
+def find_token(value: str) -> SimToken | None:
+    memo = _memo.get()
+    if memo is not None:
+        return memo.token(value)
+    return SimToken.objects.select_related(*TOKEN_RELATIONS).filter(value=value).first()
 
 
 def resolve_caller(value: str | None, at: datetime) -> Caller:
@@ -228,7 +344,7 @@ def resolve_caller(value: str | None, at: datetime) -> Caller:
         if app is None:
             raise invalid_token_fault(None, "Invalid OAuth access token signature.")
         return Caller(app=app, raw=value)
-    token = SimToken.objects.select_related("app", "person", "system_user", "business").filter(value=value).first()
+    token = find_token(value)
     if token is None:
         raise invalid_token_fault(None, "Invalid OAuth access token - Cannot parse access token")
     problem = token_problem(token, at)
@@ -387,7 +503,11 @@ PERMISSION_TARGETS = {
 
 
 def granular_scopes(token: SimToken) -> list[dict]:
-    assets = list(SimAsset.objects.filter(asset_id__in=token.asset_ids).values_list("asset_id", "kind"))
+    memo = _memo.get()
+    if memo is not None:
+        assets = [(a.asset_id, a.kind) for a in memo.assets_among(token.asset_ids)]
+    else:
+        assets = list(SimAsset.objects.filter(asset_id__in=token.asset_ids).values_list("asset_id", "kind"))
     result = []
     for scope in token.scopes:
         kind = PERMISSION_TARGETS.get(scope)
@@ -412,7 +532,11 @@ def personal_access_ends(token: SimToken | None, business: SimBusiness) -> datet
 def token_business_ids(token: SimToken) -> set[str]:
     ids = {token.business.business_id} if token.business else set()
     if token.person:
-        ids |= set(token.person.businesses.values_list("business_id", flat=True))
+        memo = _memo.get()
+        if memo is not None:
+            ids |= memo.businesses_of(token.person)
+        else:
+            ids |= set(token.person.businesses.values_list("business_id", flat=True))
     return ids
 
 

@@ -7,6 +7,7 @@ run through the same `execute()` so an item behaves exactly like a single reques
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import re
@@ -80,6 +81,11 @@ class Context:
 
 def serve(call: Call) -> Reply:
     """One HTTP request: latency, counting, faults, then the call itself (or a batch)."""
+    with core.request_memo():
+        return _serve(call)
+
+
+def _serve(call: Call) -> Reply:
     current = core.state()
     if current.latency_ms:
         time.sleep(current.latency_ms / 1000)
@@ -287,18 +293,33 @@ def load_node(object_id: str, caller: Caller, at: datetime) -> Node:
         if token.type == SimToken.Type.SYSTEM_USER:
             return Node("SystemUser", "user_like", token.system_user)
         return Node("User", "user_like", token.person)
+    memo = core.current_memo()
     if object_id.startswith("act_"):
-        asset = SimAsset.objects.filter(asset_id=object_id.removeprefix("act_"), kind=SimAsset.Kind.AD_ACCOUNT).first()
+        if memo is not None:
+            found = memo.assets_among([object_id.removeprefix("act_")])
+            asset = found[0] if found and found[0].kind == SimAsset.Kind.AD_ACCOUNT else None
+        else:
+            asset = SimAsset.objects.filter(
+                asset_id=object_id.removeprefix("act_"), kind=SimAsset.Kind.AD_ACCOUNT
+            ).first()
         if asset is None or not can_see_asset(token, asset, at):
             raise core.missing_object(object_id)
         return Node("AdAccount", "asset", asset)
     if object_id == caller.app.app_id:
         return Node("Application", "app", caller.app)
     if token is not None:
-        asset = SimAsset.objects.select_related("owner").filter(asset_id=object_id).first()
+        if memo is not None:
+            found = memo.assets_among([object_id])
+            asset = found[0] if found else None
+        else:
+            asset = SimAsset.objects.select_related("owner").filter(asset_id=object_id).first()
         if asset is not None and asset.kind != SimAsset.Kind.AD_ACCOUNT and can_see_asset(token, asset, at):
             return Node(ASSET_TYPE_NAMES[asset.kind], "asset", asset)
-        business = SimBusiness.objects.filter(business_id=object_id).first()
+        if memo is not None:
+            found_businesses = memo.businesses_among([object_id])
+            business = found_businesses[0] if found_businesses else None
+        else:
+            business = SimBusiness.objects.filter(business_id=object_id).first()
         if business is not None and object_id in core.token_business_ids(token):
             return Node("Business", "business", business)
         if token.person and token.person.user_id == object_id:
@@ -357,7 +378,11 @@ DEFAULT_FIELDS = {"AdAccount": ["account_id", "id"], "SystemUser": ["id", "name"
 
 
 def assets_of(ids: list[str], kind: str, token: SimToken | None, at: datetime) -> list[Node]:
-    assets = SimAsset.objects.select_related("owner").filter(asset_id__in=ids, kind=kind)
+    memo = core.current_memo()
+    if memo is not None:
+        assets = [a for a in memo.assets_among(ids) if a.kind == kind]
+    else:
+        assets = SimAsset.objects.select_related("owner").filter(asset_id__in=ids, kind=kind)
     return [Node(ASSET_TYPE_NAMES[a.kind], "asset", a) for a in assets if can_see_asset(token, a, at)]
 
 
@@ -368,10 +393,7 @@ def node_edges(node: Node, caller: Caller, at: datetime) -> dict[str, Any]:
         return {
             "accounts": lambda: assets_of(granted, SimAsset.Kind.PAGE, token, at),
             "adaccounts": lambda: assets_of(granted, SimAsset.Kind.AD_ACCOUNT, token, at),
-            "businesses": lambda: [
-                Node("Business", "business", b)
-                for b in SimBusiness.objects.filter(business_id__in=core.token_business_ids(token))
-            ],
+            "businesses": lambda: [Node("Business", "business", b) for b in businesses_of(token)],
         }
     if node.type_name == "SystemUser":
         return {
@@ -401,6 +423,14 @@ def node_edges(node: Node, caller: Caller, at: datetime) -> dict[str, Any]:
     return {}
 
 
+def businesses_of(token: SimToken | None) -> list[SimBusiness]:
+    ids = core.token_business_ids(token)
+    memo = core.current_memo()
+    if memo is not None:
+        return memo.businesses_among(ids)
+    return list(SimBusiness.objects.filter(business_id__in=ids))
+
+
 def _edge_loader(queryset):
     return lambda: [Node(ASSET_TYPE_NAMES[a.kind], "asset", a) for a in queryset.select_related("owner")]
 
@@ -411,7 +441,12 @@ FieldSpec = list[tuple[str, dict[str, str], "FieldSpec | None"]]
 
 
 def parse_fields(text: str) -> FieldSpec:
-    """Meta's field syntax: `id,name,owned_pages.limit(5){id,name}`."""
+    """Meta's field syntax: `id,name,owned_pages.limit(5){id,name}`. The spec is shared: read it only."""
+    return _parse_fields(text)
+
+
+@functools.lru_cache(maxsize=256)  # a batch's 50 items ask the same fields
+def _parse_fields(text: str) -> FieldSpec:
     spec, rest = _parse_field_list(text.replace(" ", ""), 0)
     if rest != len(text.replace(" ", "")):
         raise GraphFault(100, "(#100) Syntax error in the fields parameter")
@@ -648,7 +683,7 @@ def debug_token(params: dict, caller: Caller, at: datetime) -> dict:
             return {
                 "data": {"app_id": app.app_id, "type": "APP", "application": app.name, "is_valid": True, "scopes": []}
             }
-    token = SimToken.objects.select_related("app", "person", "system_user", "business").filter(value=value).first()
+    token = core.find_token(value)
     if token is None:
         return {
             "data": {
@@ -781,13 +816,18 @@ def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
         except GraphFault as fault:
             return Reply(fault.status, fault.payload(), usage_headers(current, ctx))
     include_headers = str(call.params.get("include_headers", "true")).lower() != "false"
+    subs = [batch_item_call(item, call) for item in items]
+    memo = core.current_memo()
+    if memo is not None:
+        # Every token the items name, read in one query (a sweep's 50 tokens, or 50 inspected).
+        memo.load_tokens([sub.token for sub in subs if sub.token and "|" not in sub.token])
+        memo.load_tokens([sub.params["input_token"] for sub in subs if "|" not in sub.params.get("input_token", "|")])
     results: list[dict | None] = []
     timed_out = False
-    for item in items:
+    for sub in subs:
         if timed_out:
             results.append(None)
             continue
-        sub = batch_item_call(item, call)
         fault = core.draw_fault(current)
         if fault == "timeout":
             # Meta returns null for every item it did not finish.
@@ -795,6 +835,8 @@ def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
             results.append(None)
             continue
         reply = fault_reply(fault, sub, current) if fault else execute(sub, at, current)
+        if not is_read(sub):
+            core.forget()
         entry: dict[str, Any] = {"code": reply.status}
         if include_headers:
             headers = {"Content-Type": "text/javascript; charset=UTF-8", **reply.headers}
@@ -802,6 +844,12 @@ def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
         entry["body"] = json.dumps(reply.body)
         results.append(entry)
     return Reply(200, results, usage_headers(current, ctx))
+
+
+def is_read(call: Call) -> bool:
+    """A call that writes nothing Meta keeps (a code exchange is a GET that does)."""
+    method = (call.params.get("method") or call.method).upper()
+    return method == "GET" and [s for s in call.path.split("/") if s][:1] != ["oauth"]
 
 
 def batch_item_call(item: dict, outer: Call) -> Call:

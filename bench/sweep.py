@@ -4,7 +4,8 @@
 
 For each N: seeds N user tokens (each covering the same 6 assets of the simulator's Acme
 Bakery: 2 Pages, 2 ad accounts, 2 businesses) in the simulator and in the portal, starts
-the simulator in its own process (Django's runserver), then sweeps every token in chunks
+the simulator in its own processes (gunicorn, ``--server-workers`` of them; or Django's
+runserver with ``--server runserver``), then sweeps every token in chunks
 (`start_sweep` + `check_tokens`, as the Celery tasks do) in ``--workers`` child processes
 and reports wall time, tokens/s, Graph HTTP requests (counted by the simulator), database
 queries (counted in the sweeping processes) and the growth of the sweeping processes' RSS to its peak. Then it
@@ -51,11 +52,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_simulator(port: int) -> subprocess.Popen:
+def start_simulator(port: int, server: str = "runserver", server_workers: int = 2) -> subprocess.Popen:
     import requests
 
+    if server == "gunicorn":
+        # Meta serves from many machines; one process (runserver) would hold the simulator to one core.
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            f"--workers={server_workers}",
+            f"--bind=127.0.0.1:{port}",
+            f"--pythonpath={ROOT / 'bench'}",
+            "simulator_wsgi:application",
+        ]
+    else:
+        command = [sys.executable, "-c", SERVER, f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, f"127.0.0.1:{port}"],
+        command,
         cwd=ROOT,
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
@@ -315,6 +329,13 @@ def main() -> None:
         default="simulator",
         help="the simulator over HTTP, or an in-process fake (measures the portal's own cost)",
     )
+    parser.add_argument(
+        "--server",
+        choices=["runserver", "gunicorn"],
+        default="gunicorn",
+        help="how the simulator is served: Django's threaded runserver (one process) or gunicorn",
+    )
+    parser.add_argument("--server-workers", type=int, default=2, help="gunicorn worker processes")
     args = parser.parse_args()
 
     port = free_port()
@@ -326,7 +347,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    server = start_simulator(port) if args.meta == "simulator" else None
+    server = start_simulator(port, args.server, args.server_workers) if args.meta == "simulator" else None
     try:
         print(
             "| tokens | assets | chunks | wall s | tokens/s | portal CPU s | HTTP requests (bound) "

@@ -1,0 +1,15 @@
+"""The simulator as the benchmark serves it under gunicorn (``bench/sweep.py --server gunicorn``)."""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from django.conf import settings  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
+# The benchmark measures our code, not Meta's budget (see SERVER in sweep.py).
+settings.SIMULATOR_APP_CALLS_PER_HOUR = 10**12

@@ -13,3 +13,6 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 application = get_wsgi_application()
 # The benchmark measures our code, not Meta's budget (see SERVER in sweep.py).
 settings.SIMULATOR_APP_CALLS_PER_HOUR = 10**12
+# One connection per worker process, as any production Django deployment keeps (the default,
+# 0, opens a PostgreSQL connection per request: a fork of a backend each time).
+settings.DATABASES["default"]["CONN_MAX_AGE"] = None

@@ -229,7 +229,30 @@ def sweep_worker(chunks: list[list[int]], run_id: int, meta: str, out) -> None:
     out.close()
 
 
-def run_sweep(workers: int, meta: str) -> dict:
+def _process_cpu_s(root: int | None) -> float:
+    """CPU seconds of a process and its children (the simulator's server and its workers)."""
+    if root is None:
+        return 0.0
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(root) or fields[1] == str(root):  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_sweep(workers: int, meta: str, server_pid: int | None = None) -> dict:
     from django.db import connections
 
     from simulator import api
@@ -239,6 +262,7 @@ def run_sweep(workers: int, meta: str) -> dict:
     tokens = AccessToken.objects.count()
     grants = AssetGrant.objects.count()
     before = api.request_count() if meta == "simulator" else 0
+    meta_cpu, busy = _process_cpu_s(server_pid), _machine_busy_s()
     started = time.perf_counter()
     run, chunks = start_sweep()
     connections.close_all()  # children must not share the parent's connection
@@ -254,6 +278,7 @@ def run_sweep(workers: int, meta: str) -> dict:
     for process in processes:
         process.join()
     wall = time.perf_counter() - started
+    meta_cpu, busy = _process_cpu_s(server_pid) - meta_cpu, _machine_busy_s() - busy
     run = SweepRun.objects.get(pk=run.pk)
     checked = AccessToken.objects.filter(last_checked_at__gte=run.started_at).count()
     return {
@@ -271,6 +296,9 @@ def run_sweep(workers: int, meta: str) -> dict:
         "ledger_queries_per_chunk": sum(r[2] for r in reports) / max(len(chunks), 1),
         "peak_rss_mb": max(r[1] for r in reports) / 1024,
         "portal_cpu_s": sum(r[3] for r in reports),
+        "meta_cpu_s": meta_cpu,
+        # PostgreSQL, Redis, the parent's start_sweep, and whatever else runs on the machine.
+        "other_cpu_s": busy - meta_cpu - sum(r[3] for r in reports),
     }
 
 
@@ -350,18 +378,20 @@ def main() -> None:
     server = start_simulator(port, args.server, args.server_workers) if args.meta == "simulator" else None
     try:
         print(
-            "| tokens | assets | chunks | wall s | tokens/s | portal CPU s | HTTP requests (bound) "
+            "| tokens | assets | chunks | wall s | tokens/s | portal CPU s | Meta CPU s | other CPU s "
+            "| HTTP requests (bound) "
             "| DB queries/chunk (+ ledger hook) | sweep peak RSS growth MB | reminders | plan s | sent/s |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in args.tokens:
             seed(n, args.meta)
-            s = run_sweep(args.workers, args.meta)
+            s = run_sweep(args.workers, args.meta, server.pid if server else None)
             assert s["checked"] == n and s["run_status"] == "finished", s
             r = run_reminders(min(args.reminders, n))
             print(
                 f"| {s['tokens']:,} | {s['assets']:,} | {s['chunks']} | {s['wall_s']:.1f} | {s['tokens_per_s']:.0f} "
-                f"| {s['portal_cpu_s']:.1f} | {s['http_requests']:,} ({s['http_bound']:,}) "
+                f"| {s['portal_cpu_s']:.1f} | {s['meta_cpu_s']:.1f} | {s['other_cpu_s']:.1f} "
+                f"| {s['http_requests']:,} ({s['http_bound']:,}) "
                 f"| {s['queries_per_chunk']:.1f} (+{s['ledger_queries_per_chunk']:.0f}) "
                 f"| {s['peak_rss_mb']:.0f} | {r['reminders']:,} | {r['plan_s']:.1f} | {r['messages_per_s']:.0f} |",
                 flush=True,

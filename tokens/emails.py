@@ -19,6 +19,15 @@ WHAT_STOPS = {
     "moved to managed Meta accounts, and such grants don't carry over)",
     Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
 }
+# The same, once it has happened (the "ended" stage).
+WHAT_STOPPED = {
+    Reminder.Reason.TOKEN_EXPIRING: "the access you granted has expired",
+    Reminder.Reason.DATA_ACCESS_EXPIRING: "our access to your data has expired (Meta ends it 90 days after a "
+    "person's last activity with the app)",
+    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account has ended (your "
+    "business moved to managed Meta accounts, and such grants don't carry over)",
+    Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
+}
 
 
 def reconnect_url(token: AccessToken) -> str:
@@ -53,7 +62,7 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
         "assets": assets,
         "ended": reminder.stage == "ended",
         "ends_at": min(ends) if ends else None,
-        "what_stops": WHAT_STOPS.get(reminder.reason, "access ends"),
+        "what_stops": (WHAT_STOPPED if reminder.stage == "ended" else WHAT_STOPS).get(reminder.reason, "access ends"),
         "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
         "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
         "is_user_token": token.kind == AccessToken.Kind.USER,

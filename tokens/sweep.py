@@ -571,6 +571,22 @@ def _save(tokens: list[AccessToken], grants: dict[int, list[AssetGrant]], result
         _create_grants(new)
     if result.events:
         TokenEvent.objects.bulk_create(result.events, batch_size=500)
+    _clients_need_reauthorization([token.pk for token in tokens if token.status == AccessToken.Status.INVALID])
+
+
+def _clients_need_reauthorization(invalid_token_ids: list[int]) -> None:
+    """An active client whose token Meta just invalidated needs someone to reconnect.
+
+    A conditional update (active -> needs_reauth only, the allowed edge) reached through
+    the token's relation, so tokens still doesn't import onboarding.
+    """
+    if not invalid_token_ids:
+        return
+    client_model = AccessToken._meta.get_field("client").related_model
+    now_invalid = AccessToken.objects.filter(pk__in=invalid_token_ids, status=AccessToken.Status.INVALID)
+    client_model.objects.filter(pk__in=now_invalid.values("client_id"), status="active").update(
+        status="needs_reauth", status_changed_at=timezone.now()
+    )
 
 
 BULK_ROWS = 1000

@@ -282,3 +282,18 @@ def test_assets_whose_access_ends_together_travel_in_one_email_per_person(frozen
     assert all(name in message.body for name in ("Page A", "Page B", "Ads C"))
     assert len(message.extra_headers["X-Portal-Reminder"].split(",")) == 3
     assert Reminder.objects.filter(status="sent").count() == 6
+
+
+def test_the_ended_email_speaks_of_what_has_happened_not_what_will(client_business, grantor):
+    ends = NOW + 2 * DAY
+    make_token(client_business, granted_by=grantor, expires_at=ends)
+    with time_machine.travel(ends - DAY, tick=False):
+        plan_and_send()
+    with time_machine.travel(ends + DAY, tick=False):
+        plan_and_send()
+
+    before, after = mail.outbox[0], mail.outbox[-1]
+    assert "the access you granted expires" in before.body
+    assert "the access you granted has expired" in after.body
+    assert "expires." not in after.body
+    assert "has expired" in after.alternatives[0][0]

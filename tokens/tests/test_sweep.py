@@ -262,3 +262,21 @@ def test_a_token_whose_value_no_key_can_read_is_an_error_not_invalid_and_the_oth
     assert (result.checked, result.errors, result.invalid) == (1, 1, 0)
     rows = AccessToken.objects.filter(pk__in=[broken.pk, fine.pk]).order_by("pk")
     assert list(rows.values_list("status", "consecutive_check_failures")) == [("active", 1), ("active", 0)]
+
+
+def test_a_client_whose_token_turns_invalid_needs_reauthorization_and_transient_errors_leave_it_alone(
+    frozen, meta, client_business
+):
+    steady = make_client(name="Steady Shop")
+    token_with_meta(meta, client_business, "dead", is_valid=False, error=InvalidTokenError("Expired", code=190))
+    token_with_meta(meta, steady, "flaky")
+    meta.debug_failures["flaky"] = TransientError("Internal error", code=2, http_status=500)
+
+    sweep(meta)
+    sweep(meta)
+
+    client_business.refresh_from_db()
+    steady.refresh_from_db()
+    assert client_business.status == "needs_reauth"
+    assert client_business.status_changed_at == NOW
+    assert steady.status == "active"

@@ -165,13 +165,18 @@ def _user_id(payload: dict) -> str | JsonResponse:
     return str(user_id)
 
 
-@csrf_exempt
-@require_POST
-def deauthorize(request: HttpRequest) -> JsonResponse:
+def _signed_user_id(request: HttpRequest) -> str | JsonResponse:
+    """The user_id of a verified signed_request, or the 400 that explains why there is none."""
     payload = _signed_request(request)
     if isinstance(payload, JsonResponse):
         return payload
-    user_id = _user_id(payload)
+    return _user_id(payload)
+
+
+@csrf_exempt
+@require_POST
+def deauthorize(request: HttpRequest) -> JsonResponse:
+    user_id = _signed_user_id(request)
     if isinstance(user_id, JsonResponse):
         return user_id
     revoked = meta_callbacks.deauthorize(user_id)
@@ -181,10 +186,7 @@ def deauthorize(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def data_deletion(request: HttpRequest) -> JsonResponse:
-    payload = _signed_request(request)
-    if isinstance(payload, JsonResponse):
-        return payload
-    user_id = _user_id(payload)
+    user_id = _signed_user_id(request)
     if isinstance(user_id, JsonResponse):
         return user_id
     deletion = meta_callbacks.delete_user_data(user_id)

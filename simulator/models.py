@@ -77,6 +77,7 @@ class SimBusiness(models.Model):
     managed_accounts_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "sim businesses"
         ordering = ["business_id"]
 
     def __str__(self) -> str:
@@ -91,6 +92,7 @@ class SimPerson(models.Model):
     businesses = models.ManyToManyField(SimBusiness, related_name="people", blank=True)
 
     class Meta:
+        verbose_name_plural = "sim people"
         ordering = ["user_id"]
 
     def __str__(self) -> str:
@@ -192,6 +194,7 @@ class SimDelivery(models.Model):
     sent_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "sim deliveries"
         ordering = ["id"]
 
     def __str__(self) -> str:

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
+
+from config.emails import send_templated_email
 
 from .keys import hash_key, new_key
 from .models import ClientBusiness, Contact, Invitation, LoginConfiguration
@@ -137,15 +137,7 @@ def send_invitation_email(invitation: Invitation, link_key: str, *, connection=N
         "portal_name": settings.PORTAL_NAME,
         "support_email": settings.SUPPORT_EMAIL,
     }
-    subject = " ".join(render_to_string("emails/invitation_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string("emails/invitation.txt", context),
-        to=[invitation.email],
-        connection=connection,
-    )
-    message.attach_alternative(render_to_string("emails/invitation.html", context), "text/html")
-    message.send()
+    send_templated_email("invitation", context, [invitation.email], connection=connection)
     Invitation.objects.filter(pk=invitation.pk).update(sent_at=timezone.now())
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
+
+from config.emails import send_templated_email
 
 from .models import AccessToken, AssetGrant, Reminder
 
@@ -71,14 +71,10 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
         "SUPPORT_EMAIL": settings.SUPPORT_EMAIL,
         "HELP_CENTER_URL": settings.HELP_CENTER_URL,
     }
-    subject = " ".join(render_to_string("emails/reminder_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string("emails/reminder.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[reminder.recipient_email],
+    send_templated_email(
+        "reminder",
+        context,
+        [reminder.recipient_email],
         connection=connection,
         headers={"Message-ID": _message_id(reminders), "X-Portal-Reminder": ",".join(str(r.pk) for r in reminders)},
     )
-    message.attach_alternative(render_to_string("emails/reminder.html", context), "text/html")
-    message.send()

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.urls import reverse
+
+from config.emails import send_templated_email
 
 
 def _send(name: str, context: dict, recipients: list[str]) -> str:
     context = {**context, "dashboard_url": settings.PORTAL_BASE_URL + reverse("verification_dashboard"),
                "portal_name": settings.PORTAL_NAME}
-    subject = " ".join(render_to_string(f"emails/{name}_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"emails/{name}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=recipients,
-    )
-    message.attach_alternative(render_to_string(f"emails/{name}.html", context), "text/html")
-    message.send()
-    return subject
+    return send_templated_email(name, context, recipients)
 
 
 def send_verification_deadline(record, stage: int, days_left: int, recipients: list[str]) -> str:

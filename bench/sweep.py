@@ -142,6 +142,8 @@ def seed(n: int, meta: str) -> None:
         values = [f"EAAB-bench-{i}-{core.new_token_value()[:12]}" for i in range(n)]
         assets = Asset.objects.bulk_create([Asset(kind=k, meta_id=i, name=name) for k, i, name in FAKE_ASSETS])
         scopes = ["pages_show_list", "ads_read"]
+        asset_scopes = {}
+        stored = {"scopes": [], "granular_scopes": [], "expires_at": timezone.now() + timedelta(days=60)}
     else:
         api.reset()
         api.seed_world()
@@ -165,6 +167,14 @@ def seed(n: int, meta: str) -> None:
         refs = granted_assets(info.granular_scopes, client.list_assets(first))
         assets = Asset.objects.bulk_create([Asset(kind=r.kind, meta_id=r.meta_id, name=r.name) for r in refs])
         scopes = info.scopes
+        # As onboarding's install stores them: the first sweep finds what a daily sweep finds.
+        asset_scopes = {r.meta_id: r.scopes for r in refs}
+        stored = {
+            "scopes": list(info.scopes),
+            "granular_scopes": list(info.granular_scopes),
+            "expires_at": info.expires_at,
+            "data_access_expires_at": info.data_access_expires_at,
+        }
     configuration = LoginConfiguration.objects.create(
         name="Bench", config_id="bench", token_type="user", permissions=scopes, asset_types=["page"]
     )
@@ -187,13 +197,15 @@ def seed(n: int, meta: str) -> None:
                     fingerprint=crypto.fingerprint(v),
                     meta_app_id=settings.META_APP_ID,
                     meta_user_id="bench",
-                    expires_at=now + timedelta(days=60),
                     next_check_at=now,
+                    **stored,
                 )
                 for c, v in zip(clients, chunk, strict=True)
             ]
         )
-        AssetGrant.objects.bulk_create([AssetGrant(token=t, asset=a) for t in tokens for a in assets])
+        AssetGrant.objects.bulk_create(
+            [AssetGrant(token=t, asset=a, scopes=asset_scopes.get(a.meta_id, [])) for t in tokens for a in assets]
+        )
 
 
 def _rss_kb() -> int:

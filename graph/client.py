@@ -38,7 +38,7 @@ from graph.errors import (
     TransientError,
     classify_error,
 )
-from graph.hooks import CallRecord, notify_call
+from graph.hooks import CallRecord, notify_call, notify_calls
 from graph.usage import Usage, UsageTracker, regain_access_seconds_from
 
 logger = logging.getLogger(__name__)
@@ -544,29 +544,34 @@ class GraphClient:
                     notify=False,
                 )
             except GraphError as error:
-                for item in chunk:  # the ledger counts each item Meta was asked to do
-                    notify_call(
+                notify_calls(  # the ledger counts each item Meta was asked to do
+                    [
                         CallRecord(
                             family=call_family(item.relative_url),
                             http_status=error.http_status,
                             error_code=error.code,
                             is_marketing=is_marketing_path(item.relative_url),
                         )
-                    )
+                        for item in chunk
+                    ]
+                )
                 raise
             if not isinstance(answer, list) or len(answer) != len(pending):
                 raise TransientError("Meta answered a batch with the wrong number of results", http_status=200)
             still_pending = []
+            records: list[CallRecord] = []
             retry_allowed = attempt < self.max_retries
             for index, item, outcome in zip(pending, chunk, answer, strict=True):
                 if outcome is None:
                     still_pending.append(index)
                     continue
-                result = self._batch_result(item, outcome, [token, *secrets])
+                result, record = self._batch_result(item, outcome, [token, *secrets])
+                records.append(record)
                 if isinstance(result, TransientError) and retry_allowed and (safe or result.is_transient):
                     still_pending.append(index)
                     continue
                 results[index] = result
+            notify_calls(records)
             pending = still_pending
             if pending:
                 if not retry_allowed:
@@ -578,11 +583,13 @@ class GraphClient:
                 self._sleep(delay)
                 attempt += 1
 
-    def _batch_result(self, item: BatchItem, outcome: Any, secrets: Sequence[str]) -> Any:
+    def _batch_result(self, item: BatchItem, outcome: Any, secrets: Sequence[str]) -> tuple[Any, CallRecord]:
+        """The item's body or typed error, and the record of the call for the ledger."""
         family = call_family(item.relative_url)
         marketing = is_marketing_path(item.relative_url)
         if not isinstance(outcome, dict):
-            return OtherGraphError("Meta sent a batch result that is not an object", http_status=200)
+            error = OtherGraphError("Meta sent a batch result that is not an object", http_status=200)
+            return error, CallRecord(family=family, http_status=200, error_code=None, is_marketing=marketing)
         status = int(outcome.get("code") or 0)
         headers = {
             str(h.get("name")): str(h.get("value"))
@@ -603,8 +610,7 @@ class GraphClient:
         elif body is None:
             error = OtherGraphError("Meta sent a batch result that is not JSON", http_status=status)
         code = error.code if error else None
-        notify_call(CallRecord(family=family, http_status=status, error_code=code, is_marketing=marketing))
-        return error or body
+        return error or body, CallRecord(family=family, http_status=status, error_code=code, is_marketing=marketing)
 
     # --- pagination -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ and swallowed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ class CallRecord:
     is_marketing: bool  # a Marketing API call (ad accounts, ads, campaigns, insights...)
 
 
-CallHook = Callable[[CallRecord], None]
+# A hook gets the records of one HTTP response at once (a batch answers up to 50 calls).
+CallHook = Callable[[Sequence[CallRecord]], None]
 _hooks: list[CallHook] = []
 
 
@@ -37,8 +38,14 @@ def unregister_call_hook(hook: CallHook) -> None:
 
 
 def notify_call(record: CallRecord) -> None:
+    notify_calls([record])
+
+
+def notify_calls(records: Sequence[CallRecord]) -> None:
+    if not records:
+        return
     for hook in list(_hooks):
         try:
-            hook(record)
+            hook(records)
         except Exception:  # a ledger problem must never break a Graph call
             logger.exception("Graph call hook %r failed", getattr(hook, "__name__", hook))

@@ -167,7 +167,7 @@ def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> li
         if db_connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         # The value is read apart (token_values): one unreadable ciphertext must not sink the chunk.
-        tokens = list(candidates.select_related("client").defer("value").order_by("pk"))
+        tokens = list(candidates.defer("value").order_by("pk"))
         # Row locks (PostgreSQL) or the write lock of an IMMEDIATE transaction (SQLite) make
         # these rows ours; the stamp makes any later duplicate of this chunk skip them.
         AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(last_checked_at=now)
@@ -264,14 +264,34 @@ def token_values(tokens: list[AccessToken]) -> dict[int, str]:
     return values
 
 
-def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[AssetGrant]]:
-    grants: dict[int, list[AssetGrant]] = {token.pk: [] for token in tokens}
-    rows = AssetGrant.objects.filter(token_id__in=list(grants)).select_related("asset")
-    rows = rows.only(
-        "token_id", "status", "user_access_expire_time", "scopes", "removed_at", "last_checked_at",
+@dataclass(slots=True)
+class _Grant:
+    """The columns of an AssetGrant (and its asset) the sweep reads and writes, without a model instance.
+
+    Thousands of grants per chunk: model instances (and their assets) cost more CPU than the
+    rest of the check. The attribute names are the model's, so ``bulk_set`` writes them.
+    """
+
+    pk: int
+    token_id: int
+    status: str
+    user_access_expire_time: datetime | None
+    scopes: list
+    removed_at: datetime | None
+    last_checked_at: datetime | None
+    kind: str
+    meta_id: str
+    changed: bool = False
+
+
+def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[_Grant]]:
+    grants: dict[int, list[_Grant]] = {token.pk: [] for token in tokens}
+    rows = AssetGrant.objects.filter(token_id__in=list(grants)).values_list(
+        "pk", "token_id", "status", "user_access_expire_time", "scopes", "removed_at", "last_checked_at",
         "asset__kind", "asset__meta_id",
     )  # fmt: skip
-    for grant in rows:
+    for row in rows:
+        grant = _Grant(*row)
         grants[grant.token_id].append(grant)
     return grants
 
@@ -338,22 +358,22 @@ def _invalidate(token: AccessToken, error: InvalidTokenError, now: datetime, res
 
 
 def _refresh(token: AccessToken, info, now: datetime) -> None:
-    token.expires_at = info.expires_at
-    token.data_access_expires_at = info.data_access_expires_at
-    token.scopes = list(info.scopes)
-    token.granular_scopes = list(info.granular_scopes)
-    token.consecutive_check_failures = 0
-    token.error_code = None
-    token.error_subcode = None
-    token._sweep_fields = {
-        "expires_at",
-        "data_access_expires_at",
-        "scopes",
-        "granular_scopes",
-        "consecutive_check_failures",
-        "error_code",
-        "error_subcode",
+    """Take what debug_token says; only what differs is written (most days nothing but the next check)."""
+    fresh = {
+        "expires_at": info.expires_at,
+        "data_access_expires_at": info.data_access_expires_at,
+        "scopes": list(info.scopes),
+        "granular_scopes": list(info.granular_scopes),
+        "consecutive_check_failures": 0,
+        "error_code": None,
+        "error_subcode": None,
     }
+    token._refreshed = True
+    token._sweep_fields = set()
+    for name, value in fresh.items():
+        if getattr(token, name) != value:
+            setattr(token, name, value)
+            token._sweep_fields.add(name)
 
 
 # --- what each token covers -------------------------------------------------------------------
@@ -440,9 +460,10 @@ class _Ref:
 def _coverage(token: AccessToken, refs, expiry, kinds_read: set[str]) -> Coverage:
     # Edges are the truth for the kinds they list (Meta has changed what granular_scopes
     # lists before); granular_scopes speak for the kinds no edge was read for.
-    from_scopes = [g for g in granted_assets(token.granular_scopes, []) if g.kind not in kinds_read]
+    scoped = granted_assets(token.granular_scopes, [])
+    from_scopes = [g for g in scoped if g.kind not in kinds_read]
     from_edges = granted_assets([], refs)
-    scopes_by_id = {g.meta_id: g.scopes for g in granted_assets(token.granular_scopes, [])}
+    scopes_by_id = {g.meta_id: list(g.scopes) for g in scoped}
     for granted in from_edges:
         granted.scopes = scopes_by_id.get(granted.meta_id, [])
     return Coverage(refs=from_edges + from_scopes, expiry=expiry, kinds_read=kinds_read)
@@ -454,8 +475,8 @@ def _grant_status(expires: datetime | None, now: datetime) -> str:
     return AssetGrant.Status.ENDED if expires <= now else AssetGrant.Status.EXPIRING
 
 
-def _apply_coverage(token, grants: list[AssetGrant], coverage: Coverage, now, result: ChunkResult) -> None:
-    by_meta_id = {grant.asset.meta_id: grant for grant in grants}
+def _apply_coverage(token, grants: list[_Grant], coverage: Coverage, now, result: ChunkResult) -> None:
+    by_meta_id = {grant.meta_id: grant for grant in grants}
     wanted = {ref.meta_id: ref for ref in coverage.refs}
     added, removed = [], []
     for meta_id, ref in wanted.items():
@@ -478,14 +499,14 @@ def _apply_coverage(token, grants: list[AssetGrant], coverage: Coverage, now, re
         # most of the sweep's database time. The token's last_checked_at says when they were read.
         if (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at) != before:
             grant.last_checked_at = now
-            grant._changed = True
+            grant.changed = True
     for meta_id, grant in by_meta_id.items():
         live = grant.status in (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING, AssetGrant.Status.ENDED)
-        if meta_id not in wanted and live and grant.asset.kind in coverage.kinds_read:
+        if meta_id not in wanted and live and grant.kind in coverage.kinds_read:
             grant.status = AssetGrant.Status.REMOVED
             grant.removed_at = now
             grant.last_checked_at = now
-            grant._changed = True
+            grant.changed = True
             removed.append(meta_id)
     if added or removed:
         result.assets_added += len(added)
@@ -509,7 +530,7 @@ def _interval() -> timedelta:
     return timedelta(hours=settings.SWEEP_CHECK_INTERVAL_HOURS)
 
 
-def next_check(token: AccessToken, grants: list[AssetGrant], now: datetime) -> datetime:
+def next_check(token: AccessToken, grants: list[_Grant], now: datetime) -> datetime:
     """Daily by default; sooner as the nearest end approaches; spread so checks don't bunch."""
     ends = [token.ends_at()] + [
         grant.user_access_expire_time
@@ -528,10 +549,10 @@ def next_check(token: AccessToken, grants: list[AssetGrant], now: datetime) -> d
     return moment
 
 
-def _schedule(token: AccessToken, grants: list[AssetGrant], now: datetime, result: ChunkResult) -> None:
-    fields = getattr(token, "_sweep_fields", set())
-    if "expires_at" not in fields:  # not refreshed: failure or deferral already set the next check
+def _schedule(token: AccessToken, grants: list[_Grant], now: datetime, result: ChunkResult) -> None:
+    if not getattr(token, "_refreshed", False):  # a failure or deferral already set the next check
         return
+    fields = token._sweep_fields
     ends = token.ends_at()
     horizon = now + timedelta(days=max(settings.REMINDER_STAGES_DAYS))
     status = AccessToken.Status.EXPIRING if ends and ends <= horizon else AccessToken.Status.ACTIVE
@@ -547,25 +568,34 @@ def _schedule(token: AccessToken, grants: list[AssetGrant], now: datetime, resul
                 )
             )
         token.status = status
+        fields.add("status")
     result.checked += 1
     result.expiring += status == AccessToken.Status.EXPIRING
     result.active += status == AccessToken.Status.ACTIVE
-    token.status_reason = ""
+    if token.status_reason:
+        token.status_reason = ""
+        fields.add("status_reason")
     token.next_check_at = next_check(token, grants, now)
-    token._sweep_fields = fields | {"status", "status_reason", "next_check_at"}
+    fields.add("next_check_at")
 
 
-def _save(tokens: list[AccessToken], grants: dict[int, list[AssetGrant]], result: ChunkResult) -> None:
-    fields = sorted(set().union(*(getattr(token, "_sweep_fields", set()) for token in tokens)))
-    if fields:
-        stamp = timezone.now()
-        for token in tokens:
+def _save(tokens: list[AccessToken], grants: dict[int, list[_Grant]], result: ChunkResult) -> None:
+    # Tokens grouped by what changed: on most days every token is in one group that only
+    # moves next_check_at (last_checked_at was stamped by the claim).
+    groups: dict[frozenset[str], list[AccessToken]] = {}
+    stamp = timezone.now()
+    for token in tokens:
+        fields = getattr(token, "_sweep_fields", set())
+        if fields - {"next_check_at"}:
             token.updated_at = stamp
+            fields = fields | {"updated_at"}
+        if fields:
+            groups.setdefault(frozenset(fields), []).append(token)
+    for fields, members in groups.items():
         # The status condition keeps a token revoked meanwhile (deauthorize callback) revoked.
-        bulk_set(tokens, [*fields, "updated_at"], only_statuses=AccessToken.LIVE_STATUSES)
-    changed = [grant for token_grants in grants.values() for grant in token_grants if getattr(grant, "_changed", 0)]
-    if changed:
-        bulk_set(changed, ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"])
+        bulk_set(members, sorted(fields), only_statuses=AccessToken.LIVE_STATUSES)
+    changed = [grant for token_grants in grants.values() for grant in token_grants if grant.changed]
+    bulk_set(changed, ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"], model=AssetGrant)
     new = [(token, ref, expires) for token in tokens for ref, expires in getattr(token, "_new_grants", [])]
     if new:
         _create_grants(new)
@@ -592,28 +622,28 @@ def _clients_need_reauthorization(invalid_token_ids: list[int]) -> None:
 BULK_ROWS = 1000
 
 
-def bulk_set(objs: list, fields: list[str], *, only_statuses: Sequence[str] | None = None) -> None:
-    """One ``UPDATE ... FROM (VALUES ...)`` per 1,000 rows.
+def bulk_set(objs: list, fields: list[str], *, model=None, only_statuses: Sequence[str] | None = None) -> None:
+    """Write these fields of these rows in one statement per batch of rows.
 
     Django's ``bulk_update`` builds a CASE expression per row and field, which costs
-    seconds of CPU for a chunk of a few hundred tokens; this costs milliseconds. PostgreSQL
-    and SQLite (3.33+) both take ``WITH v AS (VALUES ...) UPDATE ... FROM v``.
+    seconds of CPU for a chunk of a few hundred tokens. On PostgreSQL one array per column
+    is unnested (``UPDATE ... FROM unnest(%s::bigint[], ...)``): a handful of parameters
+    whatever the number of rows, so neither psycopg nor the server parses a statement with
+    thousands of placeholders. SQLite (3.33+) takes ``WITH v AS (VALUES ...) UPDATE ... FROM v``.
+    ``objs`` are instances of ``model`` or plain objects with its attribute names (``_Grant``).
     """
     if not objs:
         return
-    model = type(objs[0])
+    model = model or type(objs[0])
     if db_connection.vendor not in ("postgresql", "sqlite"):
         queryset = model.objects.filter(status__in=only_statuses) if only_statuses else model.objects.all()
+        if not isinstance(objs[0], model):
+            objs = [model(pk=obj.pk, **{name: getattr(obj, name) for name in fields}) for obj in objs]
         queryset.bulk_update(objs, fields, batch_size=500)
         return
     quote = db_connection.ops.quote_name
-    columns = [model._meta.get_field(name) for name in fields]
-    postgres = db_connection.vendor == "postgresql"
     pk = model._meta.pk
-    placeholders = [f"%s::{pk.db_type(db_connection)}" if postgres else "%s"] + [
-        f"%s::{column.db_type(db_connection)}" if postgres else "%s" for column in columns
-    ]
-    row_sql = "(" + ", ".join(placeholders) + ")"
+    columns = [model._meta.get_field(name) for name in fields]
     names = ", ".join(quote(name) for name in ["pk", *(column.column for column in columns)])
     assignments = ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns)
     table = quote(model._meta.db_table)
@@ -622,17 +652,27 @@ def bulk_set(objs: list, fields: list[str], *, only_statuses: Sequence[str] | No
     if only_statuses:
         condition += f" AND t.{quote('status')} IN ({', '.join(['%s'] * len(only_statuses))})"
         status_params = list(only_statuses)
+    postgres = db_connection.vendor == "postgresql"
+    if postgres:
+        arrays = ", ".join(f"%s::{field.db_type(db_connection)}[]" for field in [pk, *columns])
+        source = f"unnest({arrays}) AS v ({names})"
     for start in range(0, len(objs), BULK_ROWS):
         batch = objs[start : start + BULK_ROWS]
-        params: list = []
-        for obj in batch:
-            params.append(obj.pk)
-            params.extend(column.get_db_prep_save(getattr(obj, column.attname), db_connection) for column in columns)
+        rows = [
+            [obj.pk, *(column.get_db_prep_save(getattr(obj, column.attname), db_connection) for column in columns)]
+            for obj in batch
+        ]
         # Identifiers come from the model's metadata; every value is a bound parameter.
-        sql = (
-            f"WITH v ({names}) AS (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608
-            f"UPDATE {table} AS t SET {assignments} FROM v WHERE {condition}"
-        )
+        if postgres:
+            params = [list(values) for values in zip(*rows, strict=True)]
+            sql = f"UPDATE {table} AS t SET {assignments} FROM {source} WHERE {condition}"  # noqa: S608
+        else:
+            row_sql = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+            params = [value for row in rows for value in row]
+            sql = (
+                f"WITH v ({names}) AS (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608
+                f"UPDATE {table} AS t SET {assignments} FROM v WHERE {condition}"
+            )
         with db_connection.cursor() as cursor:
             cursor.execute(sql, params + status_params)
 

@@ -8,6 +8,6 @@ class VerificationConfig(AppConfig):
     def ready(self) -> None:
         from graph.hooks import register_call_hook
 
-        from .ledger import record_call
+        from .ledger import record_calls
 
-        register_call_hook(record_call)
+        register_call_hook(record_calls)

@@ -1,9 +1,10 @@
 """The API-call ledger: Graph calls and errors per hour and API, counted at (almost) no cost per call.
 
-With Redis configured (`VERIFICATION_LEDGER_REDIS_URL`, by default `REDIS_URL`) the Graph hook
-makes one pipelined round trip to Redis and no database query; the periodic `flush` moves the
-counts into `ApiCallHour`, each exactly once (docs/decisions.md, D16). Without Redis (the demo)
-the hook does one atomic upsert per call, after the caller's commit (D6). The readers add the
+The Graph hook gets the calls of one HTTP response at once (a batch answers up to 50). With
+Redis configured (`VERIFICATION_LEDGER_REDIS_URL`, by default `REDIS_URL`) it makes one
+pipelined round trip to Redis and no database query; the periodic `flush` moves the counts
+into `ApiCallHour`, each exactly once (docs/decisions.md, D16). Without Redis (the demo) it does
+one atomic upsert per API touched, after the caller's commit (D6). The readers add the
 counts still waiting in Redis to the buckets.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 
@@ -203,8 +204,8 @@ def flush() -> int:
 # --- the hook ----------------------------------------------------------------------------------
 
 
-def _record_in_database(api: str, errors: int, at: datetime) -> None:
-    write = partial(add_calls, api, 1, errors, at)
+def _record_in_database(api: str, calls: int, errors: int, at: datetime) -> None:
+    write = partial(add_calls, api, calls, errors, at)
     # Inside a transaction the count waits for the commit, so the bucket's row lock is never
     # held for the length of someone else's transaction (and a failed statement cannot poison it).
     if connection.in_atomic_block:
@@ -213,20 +214,32 @@ def _record_in_database(api: str, errors: int, at: datetime) -> None:
         write()
 
 
-def record_call(record: CallRecord) -> None:
-    """The Graph hook: one pipelined Redis round trip and no database query when Redis is configured."""
-    api = ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH
-    errors = int(is_error(record))
+def record_calls(records: Sequence[CallRecord]) -> None:
+    """The Graph hook: the calls of one HTTP response (up to 50 in a batch) counted together.
+
+    One pipelined Redis round trip and no database query when Redis is configured;
+    otherwise one upsert per API (Graph, Marketing) touched.
+    """
     now = timezone.now()
+    counts: Counts = defaultdict(lambda: [0, 0])
+    for record in records:
+        bucket = counts[hour_of(now), ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH]
+        bucket[0] += 1
+        bucket[1] += int(is_error(record))
     client = redis_client()
     if client is not None:
         try:
-            _increment(client, {(hour_of(now), api): [1, errors]})
+            _increment(client, counts)
             return
         except redis.RedisError as exc:
             # Counted in the database instead: slower, but nothing is lost while Redis is down.
             logger.warning("Call ledger: Redis unreachable, counting in the database (%s)", type(exc).__name__)
-    _record_in_database(api, errors, now)
+    for (_, api), (calls, errors) in counts.items():
+        _record_in_database(api, calls, errors, now)
+
+
+def record_call(record: CallRecord) -> None:
+    record_calls([record])
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -57,9 +57,9 @@ def client(meta, delays):
 @pytest.fixture
 def calls():
     records = []
-    register_call_hook(records.append)
+    register_call_hook(records.extend)
     yield records
-    unregister_call_hook(records.append)
+    unregister_call_hook(records.extend)
 
 
 def user_token(meta, business=ACME, **kwargs) -> str:

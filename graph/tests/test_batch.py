@@ -49,9 +49,9 @@ class BatchMeta:
 @pytest.fixture
 def calls():
     records = []
-    register_call_hook(records.append)
+    register_call_hook(records.extend)
     yield records
-    unregister_call_hook(records.append)
+    unregister_call_hook(records.extend)
 
 
 @pytest.mark.parametrize("n", [0, 1, 50, 51, 1000])
@@ -75,6 +75,20 @@ def test_any_number_of_items_gives_one_result_per_item_in_order(n, calls):
     if retried:
         assert 1 in meta_logic.sizes  # the unfinished item went again alone
         assert delays == [0.5]
+
+
+def test_observers_hear_once_per_answer_with_every_item_of_it():
+    """The call ledger makes one Redis round trip per batch answer, not one per item."""
+    deliveries = []
+    register_call_hook(deliveries.append)
+    try:
+        client, _ = make_client(FakeMeta(BatchMeta(fail={"3"})))
+        client.batch(TOKEN, items(120))
+    finally:
+        unregister_call_hook(deliveries.append)
+
+    assert [len(records) for records in deliveries] == [50, 50, 20]
+    assert [record.error_code for record in deliveries[0]].count(200) == 1
 
 
 def test_chunks_are_at_most_50_items():

@@ -24,9 +24,9 @@ def proof(token: str, message: str | None = None) -> str:
 @pytest.fixture
 def calls():
     records: list[CallRecord] = []
-    register_call_hook(records.append)
+    register_call_hook(records.extend)
     yield records
-    unregister_call_hook(records.append)
+    unregister_call_hook(records.extend)
 
 
 def test_a_call_with_a_token_sends_it_in_the_header_with_the_plain_proof():

@@ -595,7 +595,8 @@ def _save(tokens: list[AccessToken], grants: dict[int, list[_Grant]], result: Ch
         # The status condition keeps a token revoked meanwhile (deauthorize callback) revoked.
         bulk_set(members, sorted(fields), only_statuses=AccessToken.LIVE_STATUSES)
     changed = [grant for token_grants in grants.values() for grant in token_grants if grant.changed]
-    bulk_set(changed, ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"], model=AssetGrant)
+    grant_fields = ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"]
+    bulk_set(changed, grant_fields, model=AssetGrant)
     new = [(token, ref, expires) for token in tokens for ref, expires in getattr(token, "_new_grants", [])]
     if new:
         _create_grants(new)

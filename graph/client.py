@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -62,6 +62,22 @@ _ASSET_EDGES = frozenset(
     }
 )
 # No (complete) answer from Meta: worth retrying.
+# application/x-www-form-urlencoded exactly as urlencode() writes it (the same safe characters,
+# space as "+"), through str.translate: a batch's 50 items are ASCII JSON (json.dumps escapes
+# the rest), and urlencode quotes them a character at a time in Python (milliseconds a request).
+_FORM_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_FORM_TABLE = {c: chr(c) if c in _FORM_SAFE else "+" if c == 0x20 else f"%{c:02X}" for c in range(128)}
+
+
+def _form_quote(text: str) -> str:
+    return text.translate(_FORM_TABLE) if text.isascii() else quote_plus(text)
+
+
+def form_encode(fields: dict[str, Any]) -> bytes:
+    """A POST body of scalar fields, byte for byte what ``urlencode(fields)`` gives."""
+    return "&".join(f"{_form_quote(str(key))}={_form_quote(str(value))}" for key, value in fields.items()).encode()
+
+
 _UNREACHABLE = (
     requests.ConnectionError,
     requests.Timeout,
@@ -443,6 +459,9 @@ class GraphClient:
                 params.update(proof)
         family = call_family(path)
         marketing = is_marketing_path(path)
+        if body is not None and not any(isinstance(value, (list, tuple, dict)) for value in body.values()):
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = form_encode(body)
         try:
             response = self.session.request(
                 method, self._url(path), params=params or None, data=body, headers=headers, timeout=self.timeout

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from .models import (
@@ -451,17 +451,22 @@ def app_calls_per_hour() -> int:
 
 
 def record_calls(calls: int, at: datetime) -> SimState:
-    """Count HTTP requests and Graph calls (an ?ids= list or a batch counts each object/item)."""
-    with transaction.atomic():
-        current = SimState.objects.select_for_update().get_or_create(pk=1)[0]
-        if current.window_started_at is None or at - current.window_started_at >= timedelta(hours=1):
-            current.window_started_at = at
-            current.window_calls = 0
-        current.window_calls += calls
-        current.call_count += calls
-        current.request_count += 1
-        current.save(update_fields=["window_started_at", "window_calls", "call_count", "request_count"])
-    return current
+    """Count HTTP requests and Graph calls (an ?ids= list or a batch counts each object/item).
+
+    One conditional UPDATE (the database serialises concurrent ones on the row) instead of a
+    locking read and a write: it runs for every request, so it is on the simulator's hot path.
+    """
+    window_over = Q(window_started_at__isnull=True) | Q(window_started_at__lte=at - timedelta(hours=1))
+    counted = SimState.objects.filter(pk=1).update(
+        window_calls=Case(When(window_over, then=Value(calls)), default=F("window_calls") + calls),
+        window_started_at=Case(When(window_over, then=Value(at)), default=F("window_started_at")),
+        call_count=F("call_count") + calls,
+        request_count=F("request_count") + 1,
+    )
+    if not counted:
+        state()
+        return record_calls(calls, at)
+    return SimState.objects.get(pk=1)
 
 
 def usage_percent(current: SimState) -> int:

@@ -122,3 +122,17 @@ def test_responses_carry_the_usage_headers(meta, http):
     assert business_usage[ACME][0]["type"] == "ads_management"
     assert business_usage[ACME][0]["estimated_time_to_regain_access"] == 0
     assert '"acc_id_util_pct":42' in response.headers["X-Ad-Account-Usage"]
+
+
+def test_the_app_usage_counts_calls_in_a_window_of_an_hour(meta, http, settings):
+    settings.SIMULATOR_APP_CALLS_PER_HOUR = 10
+    token = api.issue_token(business_id=ACME)
+
+    def app_usage() -> int:
+        return json.loads(get(meta, http, "me", token).headers["X-App-Usage"])["call_count"]
+
+    assert [app_usage() for _ in range(3)] == [10, 20, 30]
+    api.advance_clock(59 * 60)
+    assert app_usage() == 40  # the same window
+    api.advance_clock(60)
+    assert app_usage() == 10  # an hour after the window opened: a new one, this call its first

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -62,22 +62,6 @@ _ASSET_EDGES = frozenset(
     }
 )
 # No (complete) answer from Meta: worth retrying.
-# application/x-www-form-urlencoded exactly as urlencode() writes it (the same safe characters,
-# space as "+"), through str.translate: a batch's 50 items are ASCII JSON (json.dumps escapes
-# the rest), and urlencode quotes them a character at a time in Python (milliseconds a request).
-_FORM_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
-_FORM_TABLE = {c: chr(c) if c in _FORM_SAFE else "+" if c == 0x20 else f"%{c:02X}" for c in range(128)}
-
-
-def _form_quote(text: str) -> str:
-    return text.translate(_FORM_TABLE) if text.isascii() else quote_plus(text)
-
-
-def form_encode(fields: dict[str, Any]) -> bytes:
-    """A POST body of scalar fields, byte for byte what ``urlencode(fields)`` gives."""
-    return "&".join(f"{_form_quote(str(key))}={_form_quote(str(value))}" for key, value in fields.items()).encode()
-
-
 _UNREACHABLE = (
     requests.ConnectionError,
     requests.Timeout,
@@ -392,6 +376,7 @@ class GraphClient:
         safe: bool = True,
         secrets: Sequence[str] = (),
         notify: bool = True,
+        multipart: bool = False,
     ) -> Any:
         """Send one Graph call, retrying transient errors and rate limits where safe.
 
@@ -402,7 +387,10 @@ class GraphClient:
         attempt = 0
         while True:
             try:
-                return self._send(method, path, token=token, params=params, data=data, secrets=secrets, notify=notify)
+                return self._send(
+                    method, path, token=token, params=params, data=data, secrets=secrets, notify=notify,
+                    multipart=multipart,
+                )  # fmt: skip
             except GraphError as error:
                 delay = self._retry_delay(error, attempt, safe)
                 if delay is None:
@@ -444,6 +432,7 @@ class GraphClient:
         data: dict[str, Any] | None,
         secrets: Sequence[str],
         notify: bool,
+        multipart: bool = False,
     ) -> Any:
         method = method.upper()
         params = dict(params or {})
@@ -459,12 +448,20 @@ class GraphClient:
                 params.update(proof)
         family = call_family(path)
         marketing = is_marketing_path(path)
-        if body is not None and not any(isinstance(value, (list, tuple, dict)) for value in body.values()):
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-            body = form_encode(body)
+        files = None
+        if multipart and body is not None:
+            # multipart/form-data, as Meta's batch examples send it (curl -F): the fields go as they
+            # are, where form encoding would quote 50 items of JSON a character at a time.
+            files, body = {key: (None, str(value)) for key, value in body.items()}, None
         try:
             response = self.session.request(
-                method, self._url(path), params=params or None, data=body, headers=headers, timeout=self.timeout
+                method,
+                self._url(path),
+                params=params or None,
+                data=body,
+                files=files,
+                headers=headers,
+                timeout=self.timeout,
             )
         except _UNREACHABLE as exc:
             error = TransientError(
@@ -561,6 +558,7 @@ class GraphClient:
                     safe=safe,
                     secrets=secrets,
                     notify=False,
+                    multipart=True,
                 )
             except GraphError as error:
                 notify_calls(  # the ledger counts each item Meta was asked to do

@@ -6,9 +6,11 @@ at URLs, headers and bodies) and answered by a function or a scripted list.
 
 from __future__ import annotations
 
+import email.policy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +39,17 @@ def error_body(code: int, subcode: int | None = None, message: str = "An error",
     return {"error": error}
 
 
+def multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart/form-data body (no files are ever sent to Meta here)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True).decode()
+        for part in message.iter_parts()
+    }
+
+
 class SentRequest:
     """What the client sent, parsed for assertions."""
 
@@ -49,7 +62,12 @@ class SentRequest:
         self.headers = prepared.headers
         raw = prepared.body or ""
         self.raw_body = raw.decode() if isinstance(raw, bytes) else raw
-        self.form = {k: v[0] for k, v in parse_qs(self.raw_body, keep_blank_values=True).items()}
+        content_type = prepared.headers.get("Content-Type", "")
+        self.multipart = content_type.startswith("multipart/form-data")
+        if self.multipart:
+            self.form = multipart_fields(content_type, raw if isinstance(raw, bytes) else raw.encode())
+        else:
+            self.form = {k: v[0] for k, v in parse_qs(self.raw_body, keep_blank_values=True).items()}
 
     @property
     def params(self) -> dict[str, str]:

@@ -110,6 +110,7 @@ def test_the_envelope_carries_the_token_in_the_header_and_the_items_in_the_body(
     assert sent.method == "POST"
     assert sent.query == {}
     assert sent.headers["Authorization"] == f"OAuth {TOKEN}"
+    assert sent.multipart  # as Meta's examples send a batch (curl -F)
     assert "appsecret_proof" in sent.form
     assert sent.batch == [{"method": "POST", "relative_url": "me/feed", "body": "message=hi", "name": "post"}]
 

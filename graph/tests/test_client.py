@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 import pytest
 
-from graph.client import AssetRef, GraphClient, TokenGrant, call_family, form_encode, graph_id, is_marketing_path
+from graph.client import AssetRef, GraphClient, TokenGrant, call_family, graph_id, is_marketing_path
 from graph.errors import InvalidTokenError, OtherGraphError
 from graph.hooks import CallRecord, register_call_hook, unregister_call_hook
 from graph.tests.fakes import APP_ID, APP_SECRET, GRAPH_URL, FakeMeta, Reply, batch_reply, error_body, make_client
@@ -345,15 +343,3 @@ def test_graph_id_prefixes_ad_accounts_only():
     assert graph_id("ad_account", "act_20") == "act_20"
     assert graph_id("page", "20") == "20"
 
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {"batch": json.dumps([{"method": "GET", "relative_url": "me?fields=accounts.limit(500){id,name}"}])},
-        {"message": "Grüße & «quotes» / 100% ~ a+b=c", "empty": "", "n": 5},
-        {"spaces and\nnewlines": " \t ", "unicode_json": json.dumps({"name": "Café"}, ensure_ascii=False)},
-        {chr(c): chr(c) for c in range(128)},
-    ],
-)
-def test_form_encoding_is_byte_for_byte_what_urlencode_writes(fields):
-    assert form_encode(fields) == urlencode(fields).encode()

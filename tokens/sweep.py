@@ -200,6 +200,7 @@ def check_tokens(
         client = graph_client()
 
     grants = _grants_by_token(tokens)
+    stored = ciphertexts(tokens)
     token_updates: dict[int, AccessToken] = {}
     coverage: dict[int, Coverage] = {}
     stop: GraphError | None = None
@@ -212,7 +213,7 @@ def check_tokens(
                 _defer(token, stop, now, result)
                 token_updates[token.pk] = token
             continue
-        values = token_values(batch)
+        values = token_values(batch, stored)
         infos = client.debug_tokens([values[token.pk] for token in batch])
         valid = []
         for token, info in zip(batch, infos, strict=True):
@@ -248,19 +249,26 @@ def check_tokens(
     return result
 
 
-def token_values(tokens: list[AccessToken]) -> dict[int, str]:
-    """Decrypted values by id; "" for a value no configured key can read (checked as a failure, never invalid)."""
+def ciphertexts(tokens: list[AccessToken]) -> dict[int, bytes | None]:
+    """The stored (encrypted) values of a chunk's tokens, in one query."""
     raw = (
         AccessToken.objects.filter(pk__in=[token.pk for token in tokens])
         .annotate(ciphertext=Cast("value", output_field=BinaryField()))
         .values_list("pk", "ciphertext")
     )
+    return {pk: bytes(ciphertext) if ciphertext is not None else None for pk, ciphertext in raw}
+
+
+def token_values(tokens: list[AccessToken], stored: dict[int, bytes | None]) -> dict[int, str]:
+    """Decrypted values by id, a batch at a time; "" for a value no configured key can read
+    (checked as a failure, never invalid)."""
     values = dict.fromkeys((token.pk for token in tokens), "")
-    for pk, ciphertext in raw:
+    for token in tokens:
+        ciphertext = stored.get(token.pk)
         try:
-            values[pk] = crypto.decrypt(bytes(ciphertext)) if ciphertext is not None else ""
+            values[token.pk] = crypto.decrypt(ciphertext) if ciphertext is not None else ""
         except TokenDecryptionError:
-            logger.warning("Token %s: stored value unreadable with the configured keys", pk)
+            logger.warning("Token %s: stored value unreadable with the configured keys", token.pk)
     return values
 
 

@@ -280,3 +280,27 @@ def test_a_client_whose_token_turns_invalid_needs_reauthorization_and_transient_
     assert client_business.status == "needs_reauth"
     assert client_business.status_changed_at == NOW
     assert steady.status == "active"
+
+
+def test_a_day_without_change_moves_only_the_next_check_and_a_changed_expiry_is_written(
+    frozen, meta, client_business
+):
+    steady = token_with_meta(meta, client_business, "steady", expires_at=NOW + 50 * DAY)
+    extended = token_with_meta(meta, client_business, "extended", expires_at=NOW + 50 * DAY)
+    sweep(meta)
+    steady.refresh_from_db()
+    first_write = steady.updated_at
+
+    frozen.shift(DAY)
+    meta.tokens["extended"] = FakeToken(expires_at=NOW + 90 * DAY)
+    with CaptureQueriesContext(connection) as queries:
+        sweep(meta)
+
+    steady.refresh_from_db()
+    extended.refresh_from_db()
+    assert steady.last_checked_at == NOW + DAY and steady.next_check_at > NOW + DAY
+    assert steady.updated_at == first_write  # nothing about it changed
+    assert extended.expires_at == NOW + 90 * DAY and extended.updated_at == NOW + DAY
+    token_writes = [q["sql"] for q in queries.captured_queries if 'UPDATE "tokens_accesstoken" AS t' in q["sql"]]
+    assert len(token_writes) == 2  # one statement per set of changed fields
+    assert all('"scopes"' not in sql for sql in token_writes)

@@ -221,9 +221,10 @@ def record_calls(records: Sequence[CallRecord]) -> None:
     otherwise one upsert per API (Graph, Marketing) touched.
     """
     now = timezone.now()
+    hour = hour_of(now)
     counts: Counts = defaultdict(lambda: [0, 0])
     for record in records:
-        bucket = counts[hour_of(now), ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH]
+        bucket = counts[hour, ApiCallHour.Api.MARKETING if record.is_marketing else ApiCallHour.Api.GRAPH]
         bucket[0] += 1
         bucket[1] += int(is_error(record))
     client = redis_client()

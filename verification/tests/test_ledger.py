@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.db import DatabaseError, connections, transaction
 
-from graph.hooks import CallRecord, notify_call
+from graph.hooks import CallRecord, notify_call, notify_calls
 from verification import ledger, tasks
 from verification.models import ApiCallHour
 
@@ -56,6 +56,16 @@ def test_every_graph_call_is_counted_in_its_hour_with_marketing_apart(
     ledger.flush()
     hour = datetime(2026, 11, 23, 14, tzinfo=UTC)
     assert buckets() == {(hour, "marketing"): (3, 1), (hour, "graph"): (2, 1)}
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_the_items_of_one_batch_answer_are_counted_together(either_ledger, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_calls([OK, OK, FAILED, GRAPH_OK, TIMEOUT] * 10)  # one batch answer of 50 items
+    ledger.flush()
+    hour = datetime(2026, 11, 23, 14, tzinfo=UTC)
+    assert buckets() == {(hour, "marketing"): (30, 10), (hour, "graph"): (20, 10)}
 
 
 @pytest.mark.django_db

@@ -12,23 +12,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from config.admin import ReadOnlyAdminMixin
 from graph.errors import GraphError
 
 from . import crypto, reminders, sweep, system_users
 from .models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
 
 CHECK_NOW_LIMIT = 100  # "check now" runs in the request: keep it to what a few Graph batches do quickly
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ExpiresWithinFilter(admin.SimpleListFilter):

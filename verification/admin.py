@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from config.admin import ReadOnlyAdminMixin
 from graph import permissions
 
 from . import limits, services
@@ -22,17 +23,6 @@ from .models import (
     UpkeepRule,
     VerificationTransition,
 )
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class VerificationTransitionInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -34,7 +34,7 @@ from django.db.models import BinaryField, Count, F, Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from graph.client import BatchItem, numeric_id, parse_graph_datetime
+from graph.client import AssetRef, BatchItem, numeric_id, parse_graph_datetime
 from graph.errors import GraphError, InvalidTokenError, RateLimitError, TransientError
 
 from . import crypto
@@ -166,7 +166,7 @@ def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> li
     with transaction.atomic():
         if db_connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
-        # The value is read apart (token_values): one unreadable ciphertext must not sink the chunk.
+        # The value is read apart (ciphertexts): one unreadable ciphertext must not sink the chunk.
         tokens = list(candidates.defer("value").order_by("pk"))
         # Row locks (PostgreSQL) or the write lock of an IMMEDIATE transaction (SQLite) make
         # these rows ours; the stamp makes any later duplicate of this chunk skip them.
@@ -320,6 +320,13 @@ def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
     return None
 
 
+def _event(kind: str, token: AccessToken, now: datetime, message: str, data: dict | None = None) -> TokenEvent:
+    """An audit entry, created with the chunk's other writes (bulk_create in _save)."""
+    return TokenEvent(
+        kind=kind, client_id=token.client_id, token=token, message=message[:500], data=data or {}, created_at=now
+    )
+
+
 def _defer(token: AccessToken, error: GraphError, now: datetime, result: ChunkResult) -> None:
     wait = getattr(error, "retry_after", None) or RATE_LIMIT_PAUSE.total_seconds()
     token.next_check_at = now + timedelta(seconds=max(wait, 60))
@@ -354,13 +361,12 @@ def _invalidate(token: AccessToken, error: InvalidTokenError, now: datetime, res
     }
     result.invalid += 1
     result.events.append(
-        TokenEvent(
-            kind=TokenEvent.Kind.INVALIDATED,
-            client_id=token.client_id,
-            token=token,
-            message=f"Meta: invalid token ({error.code}/{error.subcode or '-'}) {token.status_reason}"[:500],
-            data={"code": error.code, "subcode": error.subcode},
-            created_at=now,
+        _event(
+            TokenEvent.Kind.INVALIDATED,
+            token,
+            now,
+            f"Meta: invalid token ({error.code}/{error.subcode or '-'}) {token.status_reason}",
+            {"code": error.code, "subcode": error.subcode},
         )
     )
 
@@ -438,7 +444,7 @@ def _coverage_from_expansion(client, token: AccessToken, value: str, answer: dic
         for item in items:
             if isinstance(item, dict) and item.get("id"):
                 meta_id = numeric_id(item.get("account_id") or item["id"])
-                refs.append(_Ref(kind, meta_id, str(item.get("name") or "")))
+                refs.append(AssetRef(kind, meta_id, str(item.get("name") or "")))
                 expiry[meta_id] = parse_graph_datetime(item.get("user_access_expire_time"))
     return _coverage(token, refs, expiry, kinds)
 
@@ -455,14 +461,6 @@ def _coverage_edge_by_edge(client, token: AccessToken, value: str) -> Coverage:
             expiry[asked[graph_id]] = expires
     # list_assets skips refused edges, so only the kinds it returned are known complete.
     return _coverage(token, refs, expiry, {ref.kind for ref in refs})
-
-
-@dataclass(frozen=True)
-class _Ref:
-    kind: str
-    meta_id: str
-    name: str
-    business_id: str | None = None
 
 
 def _coverage(token: AccessToken, refs, expiry, kinds_read: set[str]) -> Coverage:
@@ -520,13 +518,12 @@ def _apply_coverage(token, grants: list[_Grant], coverage: Coverage, now, result
         result.assets_added += len(added)
         result.assets_removed += len(removed)
         result.events.append(
-            TokenEvent(
-                kind=TokenEvent.Kind.ASSETS_CHANGED,
-                client_id=token.client_id,
-                token=token,
-                message=f"Sweep: {len(added)} asset(s) added, {len(removed)} removed by the client.",
-                data={"added": added, "removed": removed},
-                created_at=now,
+            _event(
+                TokenEvent.Kind.ASSETS_CHANGED,
+                token,
+                now,
+                f"Sweep: {len(added)} asset(s) added, {len(removed)} removed by the client.",
+                {"added": added, "removed": removed},
             )
         )
 
@@ -567,13 +564,7 @@ def _schedule(token: AccessToken, grants: list[_Grant], now: datetime, result: C
     if status != token.status:
         if status == AccessToken.Status.EXPIRING:
             result.events.append(
-                TokenEvent(
-                    kind=TokenEvent.Kind.EXPIRING,
-                    client_id=token.client_id,
-                    token=token,
-                    message=f"Ends {ends:%Y-%m-%d %H:%M} UTC.",
-                    created_at=now,
-                )
+                _event(TokenEvent.Kind.EXPIRING, token, now, f"Ends {ends:%Y-%m-%d %H:%M} UTC.")
             )
         token.status = status
         fields.add("status")

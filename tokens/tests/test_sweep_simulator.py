@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.utils import timezone
 
 from graph.client import GraphClient
@@ -72,14 +71,7 @@ def test_http_requests_grow_with_tokens_over_fifty_not_with_assets(simulated_met
 
 def quick_client() -> GraphClient:
     """The settings' client, without real sleeping between retries (faults come fast here)."""
-    return GraphClient(
-        app_id=settings.META_APP_ID,
-        app_secret=settings.META_APP_SECRET,
-        version=settings.META_GRAPH_VERSION,
-        graph_url=settings.META_GRAPH_URL,
-        max_retries=2,
-        sleep=lambda seconds: None,
-    )
+    return graph_client(max_retries=2, sleep=lambda seconds: None)
 
 
 @pytest.mark.parametrize("seed", [7])

@@ -7,8 +7,6 @@ from simulator.tests.conftest import live, throwaway_token
 
 pytestmark = live
 
-sdk = pytest.importorskip("facebook_business")
-
 PAGE_1 = api.asset_id_for("page", 1, 1)
 AD_1 = api.asset_id_for("ad_account", 1, 1)
 

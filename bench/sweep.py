@@ -126,11 +126,11 @@ def seed(n: int, meta: str) -> None:
     from django.conf import settings
     from django.utils import timezone
 
+    from common.meta import graph_client
     from simulator import api, core
     from simulator.models import SimToken
     from tokens import crypto
     from tokens.install import granted_assets
-    from tokens.meta import graph_client
     from tokens.models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
 
     ClientBusiness = apps.get_model("onboarding", "ClientBusiness")
@@ -239,7 +239,7 @@ def _rss_kb() -> int:
 def sweep_worker(chunks: list[list[int]], run_id: int, meta: str, out) -> None:
     from django.db import connection
 
-    from tokens.meta import graph_client
+    from common.meta import graph_client
     from tokens.sweep import check_tokens
 
     rss_at_start = _rss_kb()  # a forked child starts with the parent's pages: count only what it adds

@@ -195,8 +195,6 @@ REMINDER_RETRY_CAP_SECONDS = env.int("REMINDER_RETRY_CAP_SECONDS", default=6 * 3
 # A claimed batch not finished after this long belongs to a dead worker; must exceed
 # CELERY_TASK_TIME_LIMIT so a live worker never loses its claim.
 REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=900)
-# Onboarding builds the signed reconnect links; tokens reaches it through this dotted path.
-PORTAL_RECONNECT_URL_BUILDER = env.str("PORTAL_RECONNECT_URL_BUILDER", default="onboarding.links.reconnect_url")
 SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Celery task
 # Tokens handed to a chunk are not due again before this, so overlapping sweeps don't
 # check them twice; a lost chunk's tokens come back after it.
@@ -260,9 +258,8 @@ CELERY_BEAT_SCHEDULE.update(
 # Invitation links expire after this many days; login `state` after ONBOARDING_STATE_TTL_SECONDS.
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=15 * 60)
-# PORTAL_RECONNECT_URL_BUILDER (defined above) points at onboarding.links.reconnect_url.
 
-# --- graph (the Graph API client, built by tokens.meta.graph_client) ----------------------------
+# --- graph (the Graph API client, built by common.meta.graph_client) ----------------------------
 # Retries of transient errors and rate limits: at most this many, full-jitter backoff from BASE
 # doubling up to CAP seconds; a rate limit Meta says lasts longer than CAP is not waited for.
 META_HTTP_MAX_RETRIES = env.int("META_HTTP_MAX_RETRIES", default=3)

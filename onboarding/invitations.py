@@ -12,7 +12,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from config.emails import send_templated_email
+from common.emails import send_templated_email
 
 from .keys import hash_key, new_key
 from .models import ClientBusiness, Contact, Invitation, LoginConfiguration

@@ -1,4 +1,4 @@
-"""Absolute links into the onboarding flow, for other apps (through settings) and emails."""
+"""Absolute links into the onboarding flow, for other apps (through tokens.links) and emails."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .models import Invitation
 def reconnect_url(token) -> str:
     """A signed, expiring reconnect link for the token's client and configuration.
 
-    Reminder emails call this through PORTAL_RECONNECT_URL_BUILDER. Each call creates
+    Registered with tokens.links (OnboardingConfig.ready) for reminder emails. Each call creates
     a new reconnect Invitation (so each email's link can be tracked and expires).
     """
     configuration = token.configuration or (token.parent.configuration if token.parent_id else None)

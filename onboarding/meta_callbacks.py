@@ -18,6 +18,7 @@ from tokens import install
 from tokens.events import record_event
 from tokens.models import AccessToken
 
+from .client_status import disconnect_clients_without_live_tokens
 from .models import ClientBusiness, Contact, DataDeletionRequest, Invitation, LoginAttempt, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -31,19 +32,11 @@ def _user_hash(meta_user_id: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), f"data-deletion:{meta_user_id}".encode(), hashlib.sha256).hexdigest()
 
 
-def _disconnect_clients_without_live_tokens(client_ids) -> None:
-    for client in ClientBusiness.objects.select_for_update().filter(pk__in=set(client_ids)):
-        has_live = AccessToken.objects.filter(client=client, status__in=AccessToken.LIVE_STATUSES).exists()
-        if not has_live and client.status in (ClientBusiness.Status.ACTIVE, ClientBusiness.Status.NEEDS_REAUTH):
-            client.status = ClientBusiness.Status.DISCONNECTED
-            client.save(update_fields=["status", "status_changed_at", "updated_at"])
-
-
 @transaction.atomic
 def deauthorize(meta_user_id: str) -> int:
     """The person removed our app: revoke their tokens. Returns how many were revoked."""
     revoked = install.revoke_tokens_for_user(str(meta_user_id), actor="meta")
-    _disconnect_clients_without_live_tokens(token.client_id for token in revoked)
+    disconnect_clients_without_live_tokens(token.client_id for token in revoked)
     return len(revoked)
 
 
@@ -61,7 +54,7 @@ def delete_user_data(meta_user_id: str) -> DataDeletionRequest:
     Invitation.objects.filter(contact__in=contacts).update(email="")
     LoginAttempt.objects.filter(token_id__in=token_ids).update(user_agent="")
     contacts_removed, _ = contacts.delete()
-    _disconnect_clients_without_live_tokens(client_ids)
+    disconnect_clients_without_live_tokens(client_ids)
     now = timezone.now()
     found = purged or contacts_removed
     request = DataDeletionRequest.objects.create(
@@ -142,7 +135,7 @@ def _handle(payload: dict, graph_factory) -> dict:
             revoked = install.revoke_tokens_for_business(
                 business_id, config_id=str(config_id) if config_id else None, actor="meta"
             )
-            _disconnect_clients_without_live_tokens(token.client_id for token in revoked)
+            disconnect_clients_without_live_tokens(token.client_id for token in revoked)
             summary["revoked"] += len(revoked)
         elif field == "business_integration_install":
             business_id = str(value.get("business_manager_id") or value.get("business_id") or "")
@@ -174,7 +167,7 @@ def _refresh_business(business_id: str, graph_factory) -> int:
     if not tokens:
         return 0
     if graph_factory is None:
-        from tokens.meta import graph_client as graph_factory
+        from common.meta import graph_client as graph_factory
     graph = graph_factory()
     refreshed = 0
     for token in tokens:

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from tokens.transitions import StatusTransitionsMixin
+from common.transitions import StatusTransitionsMixin
 
 
 def validate_email_list(value: str) -> None:

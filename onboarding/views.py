@@ -12,9 +12,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from common.meta import graph_client
 from graph.permissions import ASSET_TYPES, describe
 from graph.signatures import SignedRequestError, parse_signed_request, verify_webhook_signature
-from tokens.meta import graph_client
 
 from . import flow, meta_callbacks
 from .failures import STATE_FAILURE, failure_for

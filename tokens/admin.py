@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from config.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 from graph.errors import GraphError
 
 from . import crypto, reminders, sweep, system_users

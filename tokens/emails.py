@@ -5,10 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.utils.module_loading import import_string
 
-from config.emails import send_templated_email
+from common.emails import send_templated_email
 
+from .links import reconnect_url
 from .models import AccessToken, AssetGrant, Reminder
 
 WHAT_STOPS = {
@@ -28,11 +28,6 @@ WHAT_STOPPED = {
     "business moved to managed Meta accounts, and such grants don't carry over)",
     Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
 }
-
-
-def reconnect_url(token: AccessToken) -> str:
-    """Signed, expiring link bound to the token's client and configuration (built by onboarding)."""
-    return import_string(settings.PORTAL_RECONNECT_URL_BUILDER)(token)
 
 
 def reminder_assets(reminders: list[Reminder]) -> list:

@@ -307,7 +307,7 @@ def refresh_token_assets(token: AccessToken, graph=None, *, actor: str = "system
     Raises the Graph client's errors (nothing is changed then).
     """
     if graph is None:
-        from .meta import graph_client
+        from common.meta import graph_client
 
         graph = graph_client()
     value = token.value

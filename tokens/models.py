@@ -7,8 +7,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from common.transitions import StatusTransitionsMixin
+
 from . import crypto
-from .transitions import StatusTransitionsMixin
 
 # Models of the onboarding app are referenced by label, never imported:
 # tokens must not depend on onboarding (design.md, "Dependencies point one way").

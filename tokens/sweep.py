@@ -34,6 +34,7 @@ from django.db.models import BinaryField, Count, F, Q
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from common.bulk import bulk_set
 from graph.client import AssetRef, BatchItem, numeric_id, parse_graph_datetime
 from graph.errors import GraphError, InvalidTokenError, RateLimitError, TransientError
 
@@ -41,6 +42,7 @@ from . import crypto
 from .crypto import TokenDecryptionError
 from .install import granted_assets
 from .models import AccessToken, Asset, AssetGrant, SweepRun, TokenEvent
+from .signals import tokens_invalidated
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +197,7 @@ def check_tokens(
         _record_progress(run, result, len(token_ids))
         return result
     if client is None:
-        from .meta import graph_client
+        from common.meta import graph_client
 
         client = graph_client()
 
@@ -601,80 +603,9 @@ def _save(tokens: list[AccessToken], grants: dict[int, list[_Grant]], result: Ch
         _create_grants(new)
     if result.events:
         TokenEvent.objects.bulk_create(result.events, batch_size=500)
-    _clients_need_reauthorization([token.pk for token in tokens if token.status == AccessToken.Status.INVALID])
-
-
-def _clients_need_reauthorization(invalid_token_ids: list[int]) -> None:
-    """An active client whose token Meta just invalidated needs someone to reconnect.
-
-    A conditional update (active -> needs_reauth only, the allowed edge) reached through
-    the token's relation, so tokens still doesn't import onboarding.
-    """
-    if not invalid_token_ids:
-        return
-    client_model = AccessToken._meta.get_field("client").related_model
-    now_invalid = AccessToken.objects.filter(pk__in=invalid_token_ids, status=AccessToken.Status.INVALID)
-    client_model.objects.filter(pk__in=now_invalid.values("client_id"), status="active").update(
-        status="needs_reauth", status_changed_at=timezone.now()
-    )
-
-
-BULK_ROWS = 1000
-
-
-def bulk_set(objs: list, fields: list[str], *, model=None, only_statuses: Sequence[str] | None = None) -> None:
-    """Write these fields of these rows in one statement per batch of rows.
-
-    Django's ``bulk_update`` builds a CASE expression per row and field, which costs
-    seconds of CPU for a chunk of a few hundred tokens. On PostgreSQL one array per column
-    is unnested (``UPDATE ... FROM unnest(%s::bigint[], ...)``): a handful of parameters
-    whatever the number of rows, so neither psycopg nor the server parses a statement with
-    thousands of placeholders. SQLite (3.33+) takes ``WITH v AS (VALUES ...) UPDATE ... FROM v``.
-    ``objs`` are instances of ``model`` or plain objects with its attribute names (``_Grant``).
-    """
-    if not objs:
-        return
-    model = model or type(objs[0])
-    if db_connection.vendor not in ("postgresql", "sqlite"):
-        queryset = model.objects.filter(status__in=only_statuses) if only_statuses else model.objects.all()
-        if not isinstance(objs[0], model):
-            objs = [model(pk=obj.pk, **{name: getattr(obj, name) for name in fields}) for obj in objs]
-        queryset.bulk_update(objs, fields, batch_size=500)
-        return
-    quote = db_connection.ops.quote_name
-    pk = model._meta.pk
-    columns = [model._meta.get_field(name) for name in fields]
-    names = ", ".join(quote(name) for name in ["pk", *(column.column for column in columns)])
-    assignments = ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns)
-    table = quote(model._meta.db_table)
-    condition = f"t.{quote(pk.column)} = v.{quote('pk')}"
-    status_params: list = []
-    if only_statuses:
-        condition += f" AND t.{quote('status')} IN ({', '.join(['%s'] * len(only_statuses))})"
-        status_params = list(only_statuses)
-    postgres = db_connection.vendor == "postgresql"
-    if postgres:
-        arrays = ", ".join(f"%s::{field.db_type(db_connection)}[]" for field in [pk, *columns])
-        source = f"unnest({arrays}) AS v ({names})"
-    for start in range(0, len(objs), BULK_ROWS):
-        batch = objs[start : start + BULK_ROWS]
-        rows = [
-            [obj.pk, *(column.get_db_prep_save(getattr(obj, column.attname), db_connection) for column in columns)]
-            for obj in batch
-        ]
-        # Identifiers come from the model's metadata; every value is a bound parameter.
-        if postgres:
-            params = [list(values) for values in zip(*rows, strict=True)]
-            sql = f"UPDATE {table} AS t SET {assignments} FROM {source} WHERE {condition}"  # noqa: S608
-        else:
-            row_sql = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
-            params = [value for row in rows for value in row]
-            sql = (
-                f"WITH v ({names}) AS (VALUES {', '.join([row_sql] * len(batch))}) "  # noqa: S608
-                f"UPDATE {table} AS t SET {assignments} FROM v WHERE {condition}"
-            )
-        with db_connection.cursor() as cursor:
-            cursor.execute(sql, params + status_params)
+    invalid = [token.pk for token in tokens if token.status == AccessToken.Status.INVALID]
+    if invalid:
+        tokens_invalidated.send(sender=AccessToken, token_ids=invalid)
 
 
 def _create_grants(new: list[tuple[AccessToken, object, datetime | None]]) -> None:

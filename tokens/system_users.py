@@ -132,6 +132,6 @@ def create_granular_token(
 
 
 def _graph():
-    from .meta import graph_client
+    from common.meta import graph_client
 
     return graph_client()

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from config.admin import ReadOnlyAdminMixin
+from common.admin import ReadOnlyAdminMixin
 from graph import permissions
 
 from . import limits, services

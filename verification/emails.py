@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
-from config.emails import send_templated_email
+from common.emails import send_templated_email
 
 
 def _send(name: str, context: dict, recipients: list[str]) -> str:

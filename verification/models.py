@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from common.transitions import StatusTransitionsMixin
 from graph import permissions
-from tokens.transitions import StatusTransitionsMixin
 
 # Meta: "existing businesses get 60 days from the notification" (meta-graph-facts.md).
 TECH_PROVIDER_DEADLINE = timedelta(days=60)

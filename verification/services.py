@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from tokens.transitions import InvalidStatusTransition
+from common.transitions import InvalidStatusTransition
 
 from .models import TECH_PROVIDER_DEADLINE, TechProviderVerification, VerificationTransition
 

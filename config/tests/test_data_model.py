@@ -4,9 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from common.transitions import InvalidStatusTransition
 from onboarding.models import ClientBusiness, Contact, LoginConfiguration
 from tokens.models import AccessToken, Asset, AssetGrant, Reminder, TokenEvent
-from tokens.transitions import InvalidStatusTransition
 from verification.models import TechProviderVerification
 
 pytestmark = pytest.mark.django_db

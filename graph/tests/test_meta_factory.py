@@ -1,8 +1,8 @@
-"""tokens.meta.graph_client builds the client from settings."""
+"""common.meta.graph_client builds the client from settings."""
 
 from __future__ import annotations
 
-from tokens.meta import graph_client
+from common.meta import graph_client
 
 
 def test_the_client_is_built_from_settings(settings):

@@ -288,9 +288,9 @@ def test_the_dialog_url_carries_the_variant_s_extras_and_never_a_scope(
 ):
     import json
 
+    from common.meta import graph_client
     from onboarding.flow import dialog_url, start_login
     from onboarding.invitations import create_invitation
-    from tokens.meta import graph_client
 
     system_user_config.variant, system_user_config.token_type = variant, token_type
     system_user_config.save()

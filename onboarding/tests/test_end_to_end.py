@@ -123,7 +123,7 @@ def test_a_code_that_was_already_exchanged_fails_the_second_attempt_and_keeps_th
         app_id=meta.app_id, redirect_uri=meta.redirect_uri, config_id="7770001", business_id=ACME, asset_ids=[PAGE_1]
     )
     # Spend the code once through the portal's own client, then replay it in a new attempt.
-    from tokens.meta import graph_client
+    from common.meta import graph_client
 
     graph_client().exchange_code(code, meta.redirect_uri)
     from .conftest import state_from

@@ -215,7 +215,7 @@ def test_an_update_re_reads_the_tokens_assets(client, connected, monkeypatch):
         info=make_info(type="USER", user_id=PERSON, granular_scopes=[]),
         assets=[AssetRef("page", "201", "Acme Page", "7001"), AssetRef("page", "203", "New Page", "7001")],
     )
-    monkeypatch.setattr("tokens.meta.graph_client", lambda: graph)
+    monkeypatch.setattr("common.meta.graph_client", lambda: graph)
     response = post_webhook(client, change("business_integration_update", {"business_manager_id": "7001"}))
     assert response.json()["refreshed"] == 1
     statuses = dict(AssetGrant.objects.values_list("asset__meta_id", "status"))

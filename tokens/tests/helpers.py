@@ -14,7 +14,7 @@ _seq = itertools.count(1)
 
 
 def reconnect_url_stub(token: AccessToken) -> str:
-    """Stands in for onboarding.links.reconnect_url in tests that don't need the real link."""
+    """Stands in for onboarding.links.reconnect_url in tests that don't need the real link (stub_reconnect_links)."""
     return f"{settings.PORTAL_BASE_URL}/invite/reconnect-{token.client_id}-{token.configuration_id}/"
 
 

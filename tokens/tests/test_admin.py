@@ -50,7 +50,7 @@ def test_tokens_filter_by_expires_within_and_never_show_the_value(staff):
 @pytest.mark.django_db
 def test_check_now_asks_meta_and_reports_what_it_found(staff, monkeypatch):
     meta = FakeGraph()
-    monkeypatch.setattr("tokens.meta.graph_client", lambda: meta)
+    monkeypatch.setattr("common.meta.graph_client", lambda: meta)
     token = make_token(make_client(), value="EAAB-check-me")
     meta.tokens["EAAB-check-me"] = FakeToken(expires_at=datetime.now(UTC) + timedelta(days=3))
 
@@ -115,13 +115,12 @@ def test_staff_create_a_granular_60_day_token_and_fetch_the_current_one(simulate
 
 
 @pytest.mark.django_db
-def test_a_token_no_key_can_read_breaks_neither_the_admin_nor_its_reminders(staff, settings):
+def test_a_token_no_key_can_read_breaks_neither_the_admin_nor_its_reminders(staff, stub_reconnect_links):
     from django.core import mail
     from django.db import connection
 
     from tokens.reminders import send_due_reminders
 
-    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
     client = make_client()
     token = make_token(client, granted_by=make_contact(client), expires_at=datetime.now(UTC) + timedelta(days=2))
     with connection.cursor() as cursor:

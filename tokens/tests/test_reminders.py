@@ -20,8 +20,7 @@ DAY = timedelta(days=1)
 
 
 @pytest.fixture
-def reconnect_stub(settings):
-    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
+def reconnect_stub(settings, stub_reconnect_links):
     settings.REMINDER_STAGES_DAYS = [14, 7, 3, 1]
 
 

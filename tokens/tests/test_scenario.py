@@ -71,7 +71,6 @@ def sent_now(before: int) -> list:
 
 
 def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(simulated_meta, client, settings):
-    settings.PORTAL_RECONNECT_URL_BUILDER = "onboarding.links.reconnect_url"
     config = LoginConfiguration.objects.create(
         name="Pages as a person",
         config_id="7770002",

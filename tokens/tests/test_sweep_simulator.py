@@ -7,9 +7,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from common.meta import graph_client
 from graph.client import GraphClient
 from tokens.install import granted_assets, install_token
-from tokens.meta import graph_client
 from tokens.models import AccessToken, AssetGrant
 from tokens.sweep import check_tokens, start_sweep
 from tokens.tests.helpers import make_client, make_configuration

@@ -17,14 +17,14 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def stub_links(settings):
-    settings.PORTAL_RECONNECT_URL_BUILDER = "tokens.tests.helpers.reconnect_url_stub"
+def stub_links(stub_reconnect_links):
+    pass
 
 
 @pytest.fixture
 def meta(monkeypatch):
     fake = FakeGraph()
-    monkeypatch.setattr("tokens.meta.graph_client", lambda: fake)
+    monkeypatch.setattr("common.meta.graph_client", lambda: fake)
     return fake
 
 

@@ -163,7 +163,6 @@ def test_two_workers_sweep_and_send_at_once_and_every_reminder_arrives_exactly_o
             "SWEEP_CHUNK_SIZE": "1",
             "META_GRAPH_URL": simulated_meta.graph_url,
             "PORTAL_BASE_URL": simulated_meta.base_url,
-            "PORTAL_RECONNECT_URL_BUILDER": "tokens.tests.helpers.reconnect_url_stub",
         },
     )
     tasks.start_health_sweep.apply_async(queue=queue)
@@ -224,7 +223,6 @@ def test_a_worker_killed_mid_send_loses_only_that_message_attempt_which_is_retri
         env = {
             "EMAIL_URL": f"smtp://{controller.hostname}:{controller.port}",
             "REMINDER_LEASE_SECONDS": "2",
-            "PORTAL_RECONNECT_URL_BUILDER": "tokens.tests.helpers.reconnect_url_stub",
         }
         queue = start_workers(1, env)
         tasks.send_reminders.apply_async(queue=queue)

@@ -7,7 +7,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
-from tokens.transitions import InvalidStatusTransition
+from common.transitions import InvalidStatusTransition
 from verification.models import TechProviderVerification, VerificationTransition
 from verification.services import add_business_days, change_status
 

@@ -75,7 +75,7 @@ def _kind_for_scope(scope: str) -> str | None:
 def granted_assets(granular_scopes: Iterable[dict], asset_refs: Iterable) -> list[GrantedAsset]:
     """Merge the asset edges (with names) and granular_scopes target ids (what the token covers).
 
-    ``asset_refs`` are ``graph.client.AssetRef``-like objects (kind, meta_id, name, business_id).
+    ``asset_refs`` are ``graph.types.AssetRef``-like objects (kind, meta_id, name, business_id).
     """
     assets: dict[str, GrantedAsset] = {}
     valid_kinds = set(Asset.Kind.values)
@@ -138,7 +138,7 @@ def install_token(
 ) -> InstallResult:
     """Store a token with its assets and grants; supersede the previous live token of the same pair.
 
-    ``info`` is a ``graph.client.TokenInfo``-like object (app_id, user_id, scopes,
+    ``info`` is a ``graph.types.TokenInfo``-like object (app_id, user_id, scopes,
     granular_scopes, issued_at, expires_at, data_access_expires_at). Installing the
     same token value twice returns the stored row and changes nothing.
     """

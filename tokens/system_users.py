@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from django.db import transaction
 from django.utils import timezone
 
-from graph.client import graph_id
+from graph.types import graph_id
 
 from .events import record_event
 from .models import AccessToken, Asset, AssetGrant, TokenEvent

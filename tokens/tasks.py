@@ -58,11 +58,3 @@ def check_token_chunk(run_id: int, token_ids: list[int]) -> dict:
         transaction.on_commit(plan_reminders.delay)
     return {**result.totals(), "skipped": result.skipped}
 
-
-@shared_task(name="tokens.check_token")
-def check_token(token_id: int) -> dict:
-    """One token now (staff's "check now"): same code path as the sweep."""
-    result = sweep.check_tokens([token_id])
-    if result.checked or result.invalid:
-        transaction.on_commit(plan_reminders.delay)
-    return {**result.totals(), "skipped": result.skipped}

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from graph.client import AssetRef, BatchItem, GraphClient
+from graph.client import GraphClient
 from graph.errors import (
     InvalidTokenError,
     OtherGraphError,
@@ -17,6 +17,7 @@ from graph.errors import (
     TransientError,
 )
 from graph.hooks import register_call_hook, unregister_call_hook
+from graph.types import AssetRef, BatchItem
 
 ACME = "9100000000000001"
 GLOBEX = "9100000000000004"  # 30 Pages: more than one page of results

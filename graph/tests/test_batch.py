@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from graph.client import BatchItem
 from graph.errors import InvalidTokenError, PermissionDeniedError, RateLimitError, TransientError
 from graph.hooks import register_call_hook, unregister_call_hook
 from graph.tests.fakes import FakeMeta, Reply, batch_reply, error_body, make_client
+from graph.types import BatchItem
 
 TOKEN = "EAAGbatch-token"
 

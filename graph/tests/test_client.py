@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from graph.client import AssetRef, GraphClient, TokenGrant, call_family, graph_id, is_marketing_path
+from graph.client import GraphClient, call_family, is_marketing_path
 from graph.errors import InvalidTokenError, OtherGraphError
 from graph.hooks import CallRecord, register_call_hook, unregister_call_hook
 from graph.tests.fakes import APP_ID, APP_SECRET, GRAPH_URL, FakeMeta, Reply, batch_reply, error_body, make_client
+from graph.types import AssetRef, TokenGrant, graph_id
 
 USER_TOKEN = "EAAGuser-token-value-123"
 
@@ -170,7 +171,8 @@ def test_list_assets_of_a_system_user_reads_the_assigned_edges_and_keeps_ad_acco
         AssetRef("catalog", "40", "Catalog"),
     ]
     assert assets[1].graph_id == "act_20"
-    assert all(r.query["fields"] == "id,name" for r in meta.sent)
+    # graph.edges: ad accounts also carry account_id (the bare number); the others id and name.
+    assert [r.query["fields"] for r in meta.sent] == ["id,name", "id,account_id,name", "id,name", "id,name"]
     assert [c.is_marketing for c in calls] == [False, True, False, False]
 
 

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from graph.client import AssetRef, TokenGrant, TokenInfo
+from graph.types import AssetRef, TokenGrant, TokenInfo
 from onboarding.invitations import create_invitation
 from onboarding.models import ClientBusiness, Contact, Invitation, LoginConfiguration
 from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent

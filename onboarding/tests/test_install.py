@@ -2,7 +2,7 @@
 
 import pytest
 
-from graph.client import AssetRef
+from graph.types import AssetRef
 from tokens.install import GrantedAsset, granted_assets, install_token
 from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent
 

@@ -209,7 +209,7 @@ def test_a_revoked_permission_marks_the_grants_it_affects(client, connected):
 
 
 def test_an_update_re_reads_the_tokens_assets(client, connected, monkeypatch):
-    from graph.client import AssetRef
+    from graph.types import AssetRef
 
     graph = FakeGraph(
         info=make_info(type="USER", user_id=PERSON, granular_scopes=[]),

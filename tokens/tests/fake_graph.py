@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from graph.client import TokenInfo
 from graph.errors import GraphError, InvalidTokenError
+from graph.types import TokenInfo
 from graph.usage import Usage
 
 EDGE_KINDS = {

@@ -1,0 +1,236 @@
+"""Checking one chunk of tokens: claim them, ask Meta, write every change in a few statements."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import BinaryField, Q
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from common.bulk import bulk_set
+from graph.errors import GraphError, InvalidTokenError, RateLimitError, TransientError
+
+from .. import crypto
+from ..crypto import TokenDecryptionError
+from ..install import GrantedAsset
+from ..models import AccessToken, Asset, AssetGrant, SweepRun, TokenEvent
+from ..signals import tokens_invalidated
+from . import decisions
+from .coverage import read_coverage
+from .runs import record_progress
+from .state import ChunkResult, Coverage, GrantRow, TokenCheck
+
+logger = logging.getLogger(__name__)
+
+META_BATCH = 50  # Graph batch limit: one HTTP request per 50 tokens
+
+
+def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> list[AccessToken]:
+    """Take the tokens not yet checked since ``since``; a duplicate chunk gets none of them."""
+    fresh = Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=since)
+    candidates = AccessToken.objects.filter(pk__in=list(token_ids), status__in=AccessToken.LIVE_STATUSES).filter(fresh)
+    with transaction.atomic():
+        if db_connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        # The value is read apart (ciphertexts): one unreadable ciphertext must not sink the chunk.
+        tokens = list(candidates.defer("value").order_by("pk"))
+        # Row locks (PostgreSQL) or the write lock of an IMMEDIATE transaction (SQLite) make
+        # these rows ours; the stamp makes any later duplicate of this chunk skip them.
+        AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(last_checked_at=now)
+    for token in tokens:
+        token.last_checked_at = now
+    return tokens
+
+
+def check_tokens(
+    token_ids: Sequence[int],
+    *,
+    run_id: int | None = None,
+    client=None,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChunkResult:
+    """Check these tokens against Meta and store what changed. Safe to run twice."""
+    now = now or timezone.now()
+    run = SweepRun.objects.filter(pk=run_id).first() if run_id else None
+    since = run.started_at if run else now
+    result = ChunkResult()
+    tokens = claim_tokens(token_ids, since, now)
+    result.skipped = len(set(token_ids)) - len(tokens)
+    if not tokens:
+        record_progress(run, result, len(token_ids))
+        return result
+    if client is None:
+        from common.meta import graph_client
+
+        client = graph_client()
+
+    grants = _grants_by_token(tokens)
+    stored = ciphertexts(tokens)
+    checks: dict[int, TokenCheck] = {}
+    coverage: dict[int, Coverage] = {}
+    stop: GraphError | None = None
+    # No transaction is open while Meta is asked: the answers are written together afterwards.
+    for start in range(0, len(tokens), META_BATCH):
+        batch = tokens[start : start + META_BATCH]
+        if stop is None:
+            stop = _usage_stop(client, result, sleep)
+        if stop is not None:
+            for token in batch:
+                checks[token.pk] = TokenCheck(token)
+                decisions.defer(checks[token.pk], stop, now, result)
+            continue
+        values = token_values(batch, stored)
+        infos = client.debug_tokens([values[token.pk] for token in batch])
+        valid = []
+        for token, info in zip(batch, infos, strict=True):
+            check = checks[token.pk] = TokenCheck(token)
+            if isinstance(info, RateLimitError):
+                stop = info
+                decisions.defer(check, info, now, result)
+            elif isinstance(info, GraphError):
+                decisions.failed(check, info, now, result)
+            elif not values[token.pk]:
+                decisions.failed(check, TransientError("The stored token could not be decrypted."), now, result)
+            elif not info.is_valid:
+                if isinstance(info.error, InvalidTokenError):
+                    decisions.invalidate(check, info.error, now, result)
+                else:
+                    error = info.error or TransientError("Meta said not valid, without a reason.")
+                    decisions.failed(check, error, now, result)
+            else:
+                decisions.refresh(check, info, now)
+                valid.append(token)
+        if valid and stop is None:
+            coverage.update(read_coverage(client, valid, values, result))
+
+    with transaction.atomic():
+        for check in checks.values():
+            token = check.token
+            if token.status in AccessToken.LIVE_STATUSES:
+                token_coverage = coverage.get(token.pk)
+                token_grants = grants.get(token.pk, [])
+                if token_coverage is not None:
+                    decisions.apply_coverage(check, token_grants, token_coverage, now, result)
+                decisions.schedule(check, token_grants, now, result)
+        save(list(checks.values()), grants, result)
+        record_progress(run, result, len(token_ids))
+    return result
+
+
+def ciphertexts(tokens: list[AccessToken]) -> dict[int, bytes | None]:
+    """The stored (encrypted) values of a chunk's tokens, in one query."""
+    raw = (
+        AccessToken.objects.filter(pk__in=[token.pk for token in tokens])
+        .annotate(ciphertext=Cast("value", output_field=BinaryField()))
+        .values_list("pk", "ciphertext")
+    )
+    return {pk: bytes(ciphertext) if ciphertext is not None else None for pk, ciphertext in raw}
+
+
+def token_values(tokens: list[AccessToken], stored: dict[int, bytes | None]) -> dict[int, str]:
+    """Decrypted values by id, a batch at a time; "" for a value no configured key can read
+    (checked as a failure, never invalid)."""
+    values = dict.fromkeys((token.pk for token in tokens), "")
+    for token in tokens:
+        ciphertext = stored.get(token.pk)
+        try:
+            values[token.pk] = crypto.decrypt(ciphertext) if ciphertext is not None else ""
+        except TokenDecryptionError:
+            logger.warning("Token %s: stored value unreadable with the configured keys", token.pk)
+    return values
+
+
+def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[GrantRow]]:
+    grants: dict[int, list[GrantRow]] = {token.pk: [] for token in tokens}
+    rows = AssetGrant.objects.filter(token_id__in=list(grants)).values_list(
+        "pk", "token_id", "status", "user_access_expire_time", "scopes", "removed_at", "last_checked_at",
+        "asset__kind", "asset__meta_id",
+    )  # fmt: skip
+    for row in rows:
+        grant = GrantRow(*row)
+        grants[grant.token_id].append(grant)
+    return grants
+
+
+def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
+    """Slow down as Meta's usage headers approach the budget; stop before it is spent."""
+    usage = client.usage
+    percent = usage.max_percent()
+    if percent >= settings.SWEEP_USAGE_STOP_PERCENT:
+        wait = usage.regain_access_seconds() or decisions.RATE_LIMIT_PAUSE.total_seconds()
+        return RateLimitError(f"Usage at {percent:.0f}% of Meta's budget", retry_after=wait)
+    if percent >= settings.SWEEP_USAGE_SLOWDOWN_PERCENT:
+        # Linear from no pause at the threshold to 5 s a batch just below the stop level.
+        span = max(settings.SWEEP_USAGE_STOP_PERCENT - settings.SWEEP_USAGE_SLOWDOWN_PERCENT, 1)
+        pause = 5.0 * (percent - settings.SWEEP_USAGE_SLOWDOWN_PERCENT) / span
+        result.requests_paused += pause
+        sleep(pause)
+    return None
+
+
+def save(checks: list[TokenCheck], grants: dict[int, list[GrantRow]], result: ChunkResult) -> None:
+    # Tokens grouped by what changed: on most days every token is in one group that only
+    # moves next_check_at (last_checked_at was stamped by the claim).
+    groups: dict[frozenset[str], list[AccessToken]] = {}
+    stamp = timezone.now()
+    for check in checks:
+        fields = check.fields
+        if fields - {"next_check_at"}:
+            check.token.updated_at = stamp
+            fields = fields | {"updated_at"}
+        if fields:
+            groups.setdefault(frozenset(fields), []).append(check.token)
+    for fields, members in groups.items():
+        # The status condition keeps a token revoked meanwhile (deauthorize callback) revoked.
+        bulk_set(members, sorted(fields), only_statuses=AccessToken.LIVE_STATUSES)
+    changed = [grant for token_grants in grants.values() for grant in token_grants if grant.changed]
+    grant_fields = ["status", "user_access_expire_time", "scopes", "last_checked_at", "removed_at"]
+    bulk_set(changed, grant_fields, model=AssetGrant)
+    new = [(check.token, ref, expires) for check in checks for ref, expires in check.new_grants]
+    if new:
+        _create_grants(new)
+    if result.events:
+        TokenEvent.objects.bulk_create(result.events, batch_size=500)
+    invalid = [check.token.pk for check in checks if check.token.status == AccessToken.Status.INVALID]
+    if invalid:
+        tokens_invalidated.send(sender=AccessToken, token_ids=invalid)
+
+
+def _create_grants(new: list[tuple[AccessToken, GrantedAsset, datetime | None]]) -> None:
+    """New assets and grants in three statements whatever their number."""
+    wanted = {(ref.kind, ref.meta_id): (token, ref) for token, ref, _ in new}
+    Asset.objects.bulk_create(
+        [
+            Asset(kind=kind, meta_id=meta_id, name=ref.name, client_id=token.client_id)
+            for (kind, meta_id), (token, ref) in wanted.items()
+        ],
+        ignore_conflicts=True,
+    )
+    stored = {
+        (asset.kind, asset.meta_id): asset
+        for asset in Asset.objects.filter(meta_id__in={meta_id for _, meta_id in wanted})
+    }
+    now = timezone.now()
+    AssetGrant.objects.bulk_create(
+        [
+            AssetGrant(
+                token=token,
+                asset=stored[(ref.kind, ref.meta_id)],
+                scopes=ref.scopes,
+                user_access_expire_time=expires,
+                status=decisions.grant_status(expires, now),
+                last_checked_at=now,
+            )
+            for token, ref, expires in new
+            if (ref.kind, ref.meta_id) in stored
+        ],
+        ignore_conflicts=True,
+    )

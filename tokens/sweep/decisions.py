@@ -1,0 +1,194 @@
+"""What one answer from Meta means for one token: its status, its grants, its next check.
+
+Every function changes a ``TokenCheck`` (and the grants read for it) in memory and counts
+in the ``ChunkResult``; ``chunk.save`` writes what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from graph.errors import GraphError, InvalidTokenError
+
+from ..models import AccessToken, AssetGrant, TokenEvent
+from .state import ChunkResult, Coverage, GrantRow, TokenCheck
+
+logger = logging.getLogger(__name__)
+
+MIN_INTERVAL = timedelta(hours=1)
+FAILURE_BACKOFF = timedelta(minutes=15)
+RATE_LIMIT_PAUSE = timedelta(minutes=15)  # when Meta gives no estimate
+
+
+def event(kind: str, token: AccessToken, now: datetime, message: str, data: dict | None = None) -> TokenEvent:
+    """An audit entry, created with the chunk's other writes (bulk_create in chunk.save)."""
+    return TokenEvent(
+        kind=kind, client_id=token.client_id, token=token, message=message[:500], data=data or {}, created_at=now
+    )
+
+
+def defer(check: TokenCheck, error: GraphError, now: datetime, result: ChunkResult) -> None:
+    wait = getattr(error, "retry_after", None) or RATE_LIMIT_PAUSE.total_seconds()
+    check.token.next_check_at = now + timedelta(seconds=max(wait, 60))
+    check.fields = {"next_check_at"}
+    result.deferred += 1
+
+
+def failed(check: TokenCheck, error: GraphError, now: datetime, result: ChunkResult) -> None:
+    """A check that told us nothing: try again sooner, never touch the status."""
+    token = check.token
+    token.consecutive_check_failures += 1
+    delay = min(FAILURE_BACKOFF * 2 ** (token.consecutive_check_failures - 1), check_interval())
+    token.next_check_at = now + delay
+    check.fields = {"consecutive_check_failures", "next_check_at"}
+    result.errors += 1
+    logger.info("Token %s check failed (%s); next try in %s", token.pk, type(error).__name__, delay)
+
+
+def invalidate(check: TokenCheck, error: InvalidTokenError, now: datetime, result: ChunkResult) -> None:
+    token = check.token
+    token.status = AccessToken.Status.INVALID
+    token.error_code = error.code
+    token.error_subcode = error.subcode
+    token.status_reason = (error.message or "Meta says this token is no longer valid.")[:300]
+    token.consecutive_check_failures = 0
+    token.next_check_at = None
+    check.fields = {
+        "status",
+        "error_code",
+        "error_subcode",
+        "status_reason",
+        "consecutive_check_failures",
+        "next_check_at",
+    }
+    result.invalid += 1
+    result.events.append(
+        event(
+            TokenEvent.Kind.INVALIDATED,
+            token,
+            now,
+            f"Meta: invalid token ({error.code}/{error.subcode or '-'}) {token.status_reason}",
+            {"code": error.code, "subcode": error.subcode},
+        )
+    )
+
+
+def refresh(check: TokenCheck, info, now: datetime) -> None:
+    """Take what debug_token says; only what differs is written (most days nothing but the next check)."""
+    token = check.token
+    fresh = {
+        "expires_at": info.expires_at,
+        "data_access_expires_at": info.data_access_expires_at,
+        "scopes": list(info.scopes),
+        "granular_scopes": list(info.granular_scopes),
+        "consecutive_check_failures": 0,
+        "error_code": None,
+        "error_subcode": None,
+    }
+    check.refreshed = True
+    check.fields = set()
+    for name, value in fresh.items():
+        if getattr(token, name) != value:
+            setattr(token, name, value)
+            check.fields.add(name)
+
+
+def grant_status(expires: datetime | None, now: datetime) -> str:
+    if expires is None:
+        return AssetGrant.Status.ACTIVE
+    return AssetGrant.Status.ENDED if expires <= now else AssetGrant.Status.EXPIRING
+
+
+def apply_coverage(check: TokenCheck, grants: list[GrantRow], coverage: Coverage, now, result: ChunkResult) -> None:
+    by_meta_id = {grant.meta_id: grant for grant in grants}
+    wanted = {ref.meta_id: ref for ref in coverage.refs}
+    added, removed = [], []
+    for meta_id, ref in wanted.items():
+        grant = by_meta_id.get(meta_id)
+        expires = coverage.expiry.get(meta_id)
+        if grant is None:
+            check.new_grants.append((ref, expires))
+            added.append(meta_id)
+            continue
+        if grant.status in (AssetGrant.Status.REVOKED,):
+            continue
+        before = (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at)
+        if grant.status == AssetGrant.Status.REMOVED:
+            added.append(meta_id)
+            grant.removed_at = None
+        grant.user_access_expire_time = expires if meta_id in coverage.expiry else grant.user_access_expire_time
+        grant.status = grant_status(grant.user_access_expire_time, now)
+        grant.scopes = ref.scopes or grant.scopes
+        # Unchanged grants are not written: rewriting every grant of every token each day was
+        # most of the sweep's database time. The token's last_checked_at says when they were read.
+        if (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at) != before:
+            grant.last_checked_at = now
+            grant.changed = True
+    for meta_id, grant in by_meta_id.items():
+        live = grant.status in (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING, AssetGrant.Status.ENDED)
+        if meta_id not in wanted and live and grant.kind in coverage.kinds_read:
+            grant.status = AssetGrant.Status.REMOVED
+            grant.removed_at = now
+            grant.last_checked_at = now
+            grant.changed = True
+            removed.append(meta_id)
+    if added or removed:
+        result.assets_added += len(added)
+        result.assets_removed += len(removed)
+        result.events.append(
+            event(
+                TokenEvent.Kind.ASSETS_CHANGED,
+                check.token,
+                now,
+                f"Sweep: {len(added)} asset(s) added, {len(removed)} removed by the client.",
+                {"added": added, "removed": removed},
+            )
+        )
+
+
+def check_interval() -> timedelta:
+    return timedelta(hours=settings.SWEEP_CHECK_INTERVAL_HOURS)
+
+
+def next_check(token: AccessToken, grants: list[GrantRow], now: datetime) -> datetime:
+    """Daily by default; sooner as the nearest end approaches; spread so checks don't bunch."""
+    ends = [token.ends_at()] + [
+        grant.user_access_expire_time
+        for grant in grants
+        if grant.status in (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
+    ]
+    upcoming = [end for end in ends if end and end > now]
+    interval = check_interval()
+    if upcoming:
+        interval = max(min(interval, (min(upcoming) - now) / 4), MIN_INTERVAL)
+    # Deterministic spread (up to 10% earlier) by id: tokens installed together drift apart.
+    spread = interval * ((token.pk * 2654435761) % 1000) / 10000
+    moment = now + interval - spread
+    if upcoming and min(upcoming) < moment:
+        moment = min(upcoming) + timedelta(minutes=5)  # look again right after the end
+    return moment
+
+
+def schedule(check: TokenCheck, grants: list[GrantRow], now: datetime, result: ChunkResult) -> None:
+    if not check.refreshed:  # a failure or deferral already set the next check
+        return
+    token, fields = check.token, check.fields
+    ends = token.ends_at()
+    horizon = now + timedelta(days=max(settings.REMINDER_STAGES_DAYS))
+    status = AccessToken.Status.EXPIRING if ends and ends <= horizon else AccessToken.Status.ACTIVE
+    if status != token.status:
+        if status == AccessToken.Status.EXPIRING:
+            result.events.append(event(TokenEvent.Kind.EXPIRING, token, now, f"Ends {ends:%Y-%m-%d %H:%M} UTC."))
+        token.status = status
+        fields.add("status")
+    result.checked += 1
+    result.expiring += status == AccessToken.Status.EXPIRING
+    result.active += status == AccessToken.Status.ACTIVE
+    if token.status_reason:
+        token.status_reason = ""
+        fields.add("status_reason")
+    token.next_check_at = next_check(token, grants, now)
+    fields.add("next_check_at")

@@ -13,6 +13,9 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
 
+# Whole-run check that no secret reached a URL, a log record or a served request line (D15).
+pytest_plugins = ["testsupport.pytest_leakcheck"]
+
 
 def service_unavailable(reason: str) -> None:
     if REQUIRE_SERVICES:
@@ -55,50 +58,23 @@ def pytest_configure(config) -> None:
             raise pytest.UsageError("PORTAL_REQUIRE_SERVICES=1 needs DATABASE_URL pointing at PostgreSQL.")
 
 
-# --- Whole-run leak check (graph engineer): no secret in any URL sent, log record or
-# request line our test servers received. See graph/leakcheck.py.
+# --- Clients most tests start from (testsupport.factories makes any other).
 
 
-def leak_check_secrets() -> list[str]:
-    """The app secret, and every token, code and secret the simulator issued during the run."""
-    from django.conf import settings
+@pytest.fixture
+def client_business(db):
+    """A client invited but not onboarded yet: Acme Bakery, notified at ops@acme.test."""
+    from testsupport.factories import make_client
 
-    secrets = [settings.META_APP_SECRET]
-    try:
-        from simulator.api import issued_secrets
-    except ImportError:  # the simulator is not installed (or not written yet)
-        return secrets
-    return secrets + list(issued_secrets())
+    return make_client(status="invited", meta_business_id=None)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_secret_leaks():
-    from django.core.servers.basehttp import WSGIRequestHandler
-    from django.test.testcases import QuietWSGIRequestHandler
+@pytest.fixture
+def active_client(db):
+    """An onboarded client (active, with a Meta business id): Acme Bakery, notified at ops@acme.test."""
+    from testsupport.factories import make_client
 
-    from graph.leakcheck import LeakRecorder
-
-    recorder = LeakRecorder()
-    # Meta puts the code in the redirect URI's query string by design (OAuth): decisions.md D12.
-    redirect = {"oauth_redirect_paths": ["/connect/callback/"]}
-    undo = [
-        recorder.install(),
-        recorder.record_request_lines(WSGIRequestHandler, **redirect),
-        recorder.record_request_lines(QuietWSGIRequestHandler, **redirect),
-    ]
-    yield recorder
-    for step in reversed(undo):
-        step()
-    leaks = recorder.find_leaks(leak_check_secrets())
-    if leaks:
-        shown = "\n".join(leaks[:25]) + (f"\n... and {len(leaks) - 25} more" if len(leaks) > 25 else "")
-        pytest.fail(f"Secrets leaked into URLs, logs or request lines during the run:\n{shown}", pytrace=False)
-
-
-@pytest.fixture(autouse=True)
-def leak_check_hears_debug(no_secret_leaks):
-    """django.setup() (Celery's Django fixup calls it) reconfigures logging; keep DEBUG records coming."""
-    no_secret_leaks.hear_debug()
+    return make_client()
 
 
 # --- Meta simulator (simulator engineer): a live server standing where Meta's hosts stand.

@@ -104,7 +104,7 @@ FAKE_ASSETS = [
 
 def fake_meta():
     """An in-process Meta that answers every token alike and keeps nothing per token (``--meta fake``)."""
-    from tokens.tests.fake_graph import FakeGraph, FakeToken
+    from testsupport.fake_graph import FakeGraph, FakeToken
 
     template = FakeToken(expires_at=None, assets={meta_id: (kind, name, None) for kind, meta_id, name in FAKE_ASSETS})
 

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.template.response import TemplateResponse
 
+from common.admin import ReadOnlyAdminMixin
 from graph.permissions import ASSET_TYPES, FLFB_SUPPORTED, describe
 
 from .invitations import revoke_invitation, send_invitations
@@ -139,30 +140,18 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(LoginAttempt)
-class LoginAttemptAdmin(admin.ModelAdmin):
+class LoginAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "client", "configuration", "mode", "outcome", "failure_kind", "created_at", "is_mobile")
     list_filter = ("outcome", "mode", "is_mobile", "failure_kind")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name",)
-    readonly_fields = [f.name for f in LoginAttempt._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("received_at", "object_type", "fields", "duplicates", "summary")
-    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
 
 @admin.register(DataDeletionRequest)
-class DataDeletionRequestAdmin(admin.ModelAdmin):
+class DataDeletionRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("confirmation_code", "status", "tokens_purged", "contacts_removed", "requested_at")
-    readonly_fields = [f.name for f in DataDeletionRequest._meta.fields]
-
-    def has_add_permission(self, request):
-        return False

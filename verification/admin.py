@@ -1,7 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -174,6 +173,14 @@ class AppRoleAdmin(admin.ModelAdmin):
     search_fields = ("name", "meta_user_id", "email")
 
 
+def only_one_selected(model_admin, request, queryset, noun: str):
+    """The one row an action needs, or None after telling staff to select exactly one."""
+    if queryset.count() != 1:
+        model_admin.message_user(request, f"Select exactly one {noun}.", messages.ERROR)
+        return None
+    return queryset.get()
+
+
 @admin.register(UpkeepRule)
 class UpkeepRuleAdmin(admin.ModelAdmin):
     list_display = ("name", "is_active", "describe")
@@ -182,14 +189,10 @@ class UpkeepRuleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Make the selected rule the one in force")
     def make_active(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one rule.", messages.ERROR)
+        rule = only_one_selected(self, request, queryset, "rule")
+        if rule is None:
             return
-        rule = queryset.get()
-
-        with transaction.atomic():
-            UpkeepRule.objects.filter(is_active=True).update(is_active=False)
-            UpkeepRule.objects.filter(pk=rule.pk).update(is_active=True)
+        services.make_the_only_one(rule, "is_active")
         self.message_user(request, f"“{rule.name}” is now the rule in force.", messages.SUCCESS)
 
 
@@ -206,14 +209,10 @@ class MarketingAccessLevelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Make the selected level the provider's current one")
     def make_current(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one level.", messages.ERROR)
+        level = only_one_selected(self, request, queryset, "level")
+        if level is None:
             return
-        level = queryset.get()
-
-        with transaction.atomic():
-            MarketingAccessLevel.objects.filter(is_current=True).update(is_current=False)
-            MarketingAccessLevel.objects.filter(pk=level.pk).update(is_current=True)
+        services.make_the_only_one(level, "is_current")
         for usage in limits.system_user_usage(level):
             if usage.headroom < 0:
                 self.message_user(request, usage.warning, messages.WARNING)

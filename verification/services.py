@@ -88,3 +88,11 @@ def change_status(
         )
     record.refresh_from_db()
     return record
+
+
+@transaction.atomic
+def make_the_only_one(obj, flag: str) -> None:
+    """Set ``flag`` on this row and clear it on every other (the rule in force, the current level)."""
+    model = type(obj)
+    model.objects.filter(**{flag: True}).exclude(pk=obj.pk).update(**{flag: False})
+    model.objects.filter(pk=obj.pk).update(**{flag: True})

@@ -6,15 +6,11 @@ from django.db import IntegrityError, transaction
 
 from common.transitions import InvalidStatusTransition
 from onboarding.models import ClientBusiness, Contact, LoginConfiguration
+from testsupport.factories import make_token
 from tokens.models import AccessToken, Asset, AssetGrant, Reminder, TokenEvent
 from verification.models import TechProviderVerification
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client_business():
-    return ClientBusiness.objects.create(name="Acme Bakery", notification_emails="ops@acme.test")
 
 
 @pytest.fixture
@@ -24,10 +20,8 @@ def configuration():
     )
 
 
-def make_token(client_business, configuration, value, **extra):
-    return AccessToken.objects.create(
-        client=client_business, configuration=configuration, kind="system_user", value=value, **extra
-    )
+def system_user_token(client_business, configuration, value, **extra):
+    return make_token(client_business, configuration=configuration, kind="system_user", value=value, **extra)
 
 
 def assert_integrity_error(create):
@@ -74,21 +68,21 @@ def test_a_contact_email_is_unique_per_client(client_business):
 
 
 def test_only_one_live_token_per_client_and_configuration(client_business, configuration):
-    make_token(client_business, configuration, "EAA-first")
-    assert_integrity_error(lambda: make_token(client_business, configuration, "EAA-second"))
+    system_user_token(client_business, configuration, "EAA-first")
+    assert_integrity_error(lambda: system_user_token(client_business, configuration, "EAA-second"))
 
 
 def test_a_superseded_token_makes_room_for_its_successor(client_business, configuration):
-    first = make_token(client_business, configuration, "EAA-first")
+    first = system_user_token(client_business, configuration, "EAA-first")
     first.status = AccessToken.Status.SUPERSEDED
     first.save()
-    make_token(client_business, configuration, "EAA-second")
+    system_user_token(client_business, configuration, "EAA-second")
     assert AccessToken.objects.filter(client=client_business).count() == 2
 
 
 def test_the_same_token_value_cannot_be_stored_twice(client_business, configuration):
-    make_token(client_business, configuration, "EAA-same", status="revoked")
-    assert_integrity_error(lambda: make_token(client_business, configuration, "EAA-same", status="revoked"))
+    system_user_token(client_business, configuration, "EAA-same", status="revoked")
+    assert_integrity_error(lambda: system_user_token(client_business, configuration, "EAA-same", status="revoked"))
 
 
 def test_a_granular_token_must_name_its_parent(client_business):
@@ -98,14 +92,14 @@ def test_a_granular_token_must_name_its_parent(client_business):
 
 
 def test_a_grant_is_unique_per_token_and_asset(client_business, configuration):
-    token = make_token(client_business, configuration, "EAA-x")
+    token = system_user_token(client_business, configuration, "EAA-x")
     asset = Asset.objects.create(kind="page", meta_id="1")
     AssetGrant.objects.create(token=token, asset=asset)
     assert_integrity_error(lambda: AssetGrant.objects.create(token=token, asset=asset))
 
 
 def test_a_reminder_is_planned_once_per_subject_reason_stage_and_recipient(client_business, configuration):
-    token = make_token(client_business, configuration, "EAA-r")
+    token = system_user_token(client_business, configuration, "EAA-r")
     fields = {"client": client_business, "token": token, "reason": "token_expiring", "stage": "7d",
               "recipient_email": "ops@acme.test", "due_at": token.created_at}
     first = Reminder.objects.create(**fields)
@@ -124,7 +118,7 @@ def test_a_reminder_needs_a_subject(client_business):
 
 
 def test_a_token_cannot_come_back_from_revoked(client_business, configuration):
-    token = make_token(client_business, configuration, "EAA-t")
+    token = system_user_token(client_business, configuration, "EAA-t")
     token.status = AccessToken.Status.REVOKED
     token.save()
     token.status = AccessToken.Status.ACTIVE
@@ -134,7 +128,7 @@ def test_a_token_cannot_come_back_from_revoked(client_business, configuration):
 
 
 def test_an_invalid_token_can_be_superseded_but_not_revived(client_business, configuration):
-    token = make_token(client_business, configuration, "EAA-i")
+    token = system_user_token(client_business, configuration, "EAA-i")
     token.status = "invalid"
     token.save()
     token.status = "active"

@@ -419,8 +419,8 @@ def test_every_call_reaches_the_hook_with_the_marketing_flag(meta, client, calls
 
 
 def test_the_leak_check_would_catch_a_simulator_token_or_code_in_a_url(meta):
-    from conftest import leak_check_secrets
-    from graph.leakcheck import LeakRecorder
+    from testsupport.leakcheck import LeakRecorder
+    from testsupport.pytest_leakcheck import leak_check_secrets
 
     token = user_token(meta)
     code = meta.api.create_code(redirect_uri=meta.redirect_uri, asset_ids=[])

@@ -10,7 +10,7 @@ from graph.errors import OtherGraphError, TransientError
 from onboarding.models import ClientBusiness, Contact, Invitation, LoginAttempt
 from tokens.models import AccessToken, AssetGrant, TokenEvent
 
-from .conftest import make_info, open_and_start, snapshot
+from .conftest import acme_token, open_and_start, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -72,8 +72,12 @@ def test_a_user_token_is_made_long_lived_and_records_the_grantor(
     from onboarding.invitations import create_invitation
 
     _, key = create_invitation(client_business, user_config, contact=contact)
-    fake_graph.info = make_info(type="USER", user_id="4242", scopes=["pages_show_list", "pages_read_engagement"])
-    fake_graph.assets = fake_graph.assets[:2] + [type(fake_graph.assets[0])("business", "7001", "Acme", "7001")]
+    fake_graph.answer(acme_token(type="USER", user_id="4242", scopes=["pages_show_list", "pages_read_engagement"]))
+    fake_graph.token.assets = {
+        "201": ("page", "Acme Bakery Page", None),
+        "202": ("page", "Acme Cakes Page", None),
+        "7001": ("business", "Acme", None),
+    }
     state = open_and_start(client, key)
     callback(client, code="c", state=state)
     assert "exchange_long_lived" in fake_graph.calls
@@ -195,12 +199,12 @@ def test_a_callback_with_neither_code_nor_error_fails_cleanly(client, invitation
         (lambda g: g.fail_on.update(exchange_code=OtherGraphError("Invalid verification code", code=100)),
          "code_exchange_failed"),
         (lambda g: g.fail_on.update(debug_token=TransientError("Service unavailable", code=2)), "token_check_failed"),
-        (lambda g: setattr(g, "info", make_info(app_id="999999")), "wrong_app"),
-        (lambda g: setattr(g, "info", make_info(is_valid=False)), "token_invalid"),
-        (lambda g: setattr(g, "info", make_info(type="USER")), "wrong_token_type"),
-        (lambda g: setattr(g, "info", make_info(scopes=["pages_show_list"])), "missing_permissions"),
+        (lambda g: g.answer(acme_token(app_id="999999")), "wrong_app"),
+        (lambda g: g.answer(acme_token(is_valid=False)), "token_invalid"),
+        (lambda g: g.answer(acme_token(type="USER")), "wrong_token_type"),
+        (lambda g: g.answer(acme_token(scopes=["pages_show_list"])), "missing_permissions"),
         (lambda g: g.fail_on.update(list_assets=TransientError("timeout")), "asset_listing_failed"),
-        (lambda g: (setattr(g, "assets", []), setattr(g, "info", make_info(granular_scopes=[]))), "no_assets"),
+        (lambda g: g.answer(acme_token(assets={}, granular_scopes=[])), "no_assets"),
     ],
 )  # fmt: skip
 def test_a_failed_step_after_meta_answers_records_why_and_stores_nothing(
@@ -225,7 +229,7 @@ def test_a_token_for_another_app_leaves_the_previous_token_untouched(
     state = open_and_start(client, invitation_key)
     callback(client, code="first", state=state)
     fake_graph.token_value = "EAAB-second-token"
-    fake_graph.info = make_info(app_id="31337")
+    fake_graph.answer(acme_token(app_id="31337"))
     before = snapshot()
     state = open_and_start_again(client)
     response = callback(client, code="second", state=state)

@@ -11,6 +11,7 @@ import pytest
 from onboarding.invitations import create_invitation
 from onboarding.links import reconnect_url
 from onboarding.models import ClientBusiness, LoginAttempt, LoginConfiguration
+from testsupport.factories import make_simulated_configuration
 from tokens.models import AccessToken, AssetGrant
 
 from .conftest import ACME, AD_1, ALICE, PAGE_1, PAGE_2, snapshot
@@ -138,18 +139,11 @@ def test_a_code_that_was_already_exchanged_fails_the_second_attempt_and_keeps_th
 
 def test_whatsapp_embedded_signup_connects_the_chosen_whatsapp_business_account(client, world):
     meta, _, client_business, contact = world
-    config = LoginConfiguration.objects.create(
-        name="WhatsApp",
-        config_id="7770002",
-        token_type="system_user",
-        variant="whatsapp_embedded_signup",
+    config = make_simulated_configuration(
+        meta, name="WhatsApp", config_id="7770002", variant="whatsapp_embedded_signup",
         permissions=["whatsapp_business_management", "whatsapp_business_messaging"],
-        asset_types=["whatsapp_business_account"],
-        token_expiry="60_days",
-    )
-    meta.api.register_configuration(
-        "7770002", "system_user", config.permissions, config.asset_types, "60_days", app_id=meta.app_id
-    )
+        asset_types=["whatsapp_business_account"], token_expiry="60_days",
+    )  # fmt: skip
     _, key = create_invitation(client_business, config, contact=contact)
     response = run_dialog(client, key, assets=["4001000000000001"])
     page = client.get(response["Location"]).content.decode()

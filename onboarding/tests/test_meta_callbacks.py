@@ -6,10 +6,11 @@ from django.conf import settings
 
 from graph.signatures import make_signed_request, webhook_signature
 from onboarding.models import ClientBusiness, Contact, DataDeletionRequest, Invitation, WebhookDelivery
+from testsupport.fake_graph import FakeGraph
 from tokens.install import GrantedAsset, install_token
 from tokens.models import AccessToken, AssetGrant, TokenEvent
 
-from .conftest import FakeGraph, make_info, snapshot
+from .conftest import acme_token, make_info, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -209,11 +210,15 @@ def test_a_revoked_permission_marks_the_grants_it_affects(client, connected):
 
 
 def test_an_update_re_reads_the_tokens_assets(client, connected, monkeypatch):
-    from graph.types import AssetRef
-
-    graph = FakeGraph(
-        info=make_info(type="USER", user_id=PERSON, granular_scopes=[]),
-        assets=[AssetRef("page", "201", "Acme Page", "7001"), AssetRef("page", "203", "New Page", "7001")],
+    graph = FakeGraph()
+    graph.answer(
+        acme_token(
+            type="USER",
+            user_id=PERSON,
+            granular_scopes=[],
+            assets={"201": ("page", "Acme Page", None), "203": ("page", "New Page", None)},
+        ),
+        value="EAAB-user-token",
     )
     monkeypatch.setattr("common.meta.graph_client", lambda: graph)
     response = post_webhook(client, change("business_integration_update", {"business_manager_id": "7001"}))

@@ -1,6 +1,6 @@
 import pytest
 
-from tokens.tests.helpers import reconnect_url_stub
+from testsupport.factories import reconnect_url_stub
 
 
 @pytest.fixture

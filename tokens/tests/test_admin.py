@@ -4,10 +4,10 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from testsupport.factories import make_client, make_contact, make_token
+from testsupport.fake_graph import FakeGraph, FakeToken
 from tokens.models import AccessToken, Reminder, SweepRun, TokenEvent
 from tokens.reminders import plan_reminders
-from tokens.tests.fake_graph import FakeGraph, FakeToken
-from tokens.tests.helpers import make_client, make_contact, make_token
 from tokens.tests.test_sweep_simulator import onboard
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ from django.core import mail
 from django.core.mail.backends import locmem
 from django.test import override_settings
 
+from testsupport.factories import make_asset, make_contact, make_grant, make_token
 from tokens.models import AccessToken, Reminder, TokenEvent
 from tokens.reminders import current_stage, plan_reminders, release_expired_leases, send_due_reminders
-from tokens.tests.helpers import make_asset, make_client, make_contact, make_grant, make_token
 
 pytestmark = [
     pytest.mark.django_db,
@@ -31,13 +31,16 @@ def frozen():
 
 
 @pytest.fixture
-def client_business():
-    return make_client(notification_emails="ops@acme.test, ANA@acme.test")
+def active_client(active_client):
+    """Also notified at the grantor's address in other case: recipients are de-duplicated by address."""
+    active_client.notification_emails = "ops@acme.test, ANA@acme.test"
+    active_client.save(update_fields=["notification_emails"])
+    return active_client
 
 
 @pytest.fixture
-def grantor(client_business):
-    return make_contact(client_business, email="ana@acme.test")
+def grantor(active_client):
+    return make_contact(active_client, email="ana@acme.test")
 
 
 def plan_and_send(now=None):
@@ -52,16 +55,16 @@ def test_the_current_stage_is_the_smallest_one_already_reached():
     assert current_stage(ends, ends) == ("ended", ends)
 
 
-def test_nothing_is_planned_before_the_first_stage(frozen, client_business, grantor):
-    make_token(client_business, granted_by=grantor, expires_at=NOW + 15 * DAY)
+def test_nothing_is_planned_before_the_first_stage(frozen, active_client, grantor):
+    make_token(active_client, granted_by=grantor, expires_at=NOW + 15 * DAY)
 
     plan_reminders()
 
     assert not Reminder.objects.exists()
 
 
-def test_the_grantor_and_the_notification_addresses_each_get_the_current_stage_once(frozen, client_business, grantor):
-    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 5 * DAY)
+def test_the_grantor_and_the_notification_addresses_each_get_the_current_stage_once(frozen, active_client, grantor):
+    token = make_token(active_client, granted_by=grantor, expires_at=NOW + 5 * DAY)
 
     plan_reminders()
     plan_reminders()
@@ -74,18 +77,18 @@ def test_the_grantor_and_the_notification_addresses_each_get_the_current_stage_o
     assert rows[0].recipient_contact == grantor
 
 
-def test_a_grantor_who_turned_reminders_off_is_not_written_to(frozen, client_business):
-    quiet = make_contact(client_business, email="quiet@acme.test", receives_reminders=False)
-    make_token(client_business, granted_by=quiet, expires_at=NOW + 2 * DAY)
+def test_a_grantor_who_turned_reminders_off_is_not_written_to(frozen, active_client):
+    quiet = make_contact(active_client, email="quiet@acme.test", receives_reminders=False)
+    make_token(active_client, granted_by=quiet, expires_at=NOW + 2 * DAY)
 
     plan_reminders()
 
     assert set(Reminder.objects.values_list("recipient_email", flat=True)) == {"ops@acme.test", "ana@acme.test"}
 
 
-def test_each_stage_goes_out_exactly_once_as_the_end_approaches(client_business, grantor):
+def test_each_stage_goes_out_exactly_once_as_the_end_approaches(active_client, grantor):
     ends = NOW + 20 * DAY
-    make_token(client_business, granted_by=grantor, expires_at=ends)
+    make_token(active_client, granted_by=grantor, expires_at=ends)
     for moment in [NOW, ends - 14 * DAY, ends - 10 * DAY, ends - 7 * DAY, ends - 3 * DAY, ends - DAY, ends]:
         with time_machine.travel(moment, tick=False):
             plan_and_send()
@@ -99,10 +102,10 @@ def test_each_stage_goes_out_exactly_once_as_the_end_approaches(client_business,
 
 
 def test_the_email_names_the_business_the_assets_the_date_and_a_reconnect_link_but_never_the_token(
-    frozen, client_business, grantor
+    frozen, active_client, grantor
 ):
-    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY, value="EAAB-very-secret")
-    make_grant(token, make_asset(client_business, name="Acme Main Page"))
+    token = make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY, value="EAAB-very-secret")
+    make_grant(token, make_asset(active_client, name="Acme Main Page"))
 
     plan_and_send()
 
@@ -112,14 +115,14 @@ def test_the_email_names_the_business_the_assets_the_date_and_a_reconnect_link_b
     for body in (message.body, html):
         assert "Acme Main Page" in body
         assert "5 March 2026" in body
-        assert f"/invite/reconnect-{client_business.pk}-{token.configuration_id}/" in body
+        assert f"/invite/reconnect-{active_client.pk}-{token.configuration_id}/" in body
         assert "EAAB-very-secret" not in body
     assert "EAAB-very-secret" not in message.subject
     assert message.extra_headers["Message-ID"].startswith("<reminder.")
 
 
-def test_a_pending_reminder_whose_token_was_reconnected_is_cancelled_not_sent(frozen, client_business, grantor):
-    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+def test_a_pending_reminder_whose_token_was_reconnected_is_cancelled_not_sent(frozen, active_client, grantor):
+    token = make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY)
     plan_reminders()
     token.status = AccessToken.Status.SUPERSEDED
     token.save()
@@ -131,8 +134,8 @@ def test_a_pending_reminder_whose_token_was_reconnected_is_cancelled_not_sent(fr
     assert set(Reminder.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
-def test_a_moved_expiry_cancels_the_stale_stage_and_plans_the_new_one(frozen, client_business, grantor):
-    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+def test_a_moved_expiry_cancels_the_stale_stage_and_plans_the_new_one(frozen, active_client, grantor):
+    token = make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY)
     plan_reminders()
     token.expires_at = NOW + 10 * DAY
     token.save()
@@ -143,8 +146,8 @@ def test_a_moved_expiry_cancels_the_stale_stage_and_plans_the_new_one(frozen, cl
     assert set(Reminder.objects.filter(status="pending").values_list("stage", flat=True)) == {"14d"}
 
 
-def test_an_invalid_token_gets_one_ended_reminder(frozen, client_business, grantor):
-    make_token(client_business, granted_by=grantor, status=AccessToken.Status.INVALID, last_checked_at=NOW)
+def test_an_invalid_token_gets_one_ended_reminder(frozen, active_client, grantor):
+    make_token(active_client, granted_by=grantor, status=AccessToken.Status.INVALID, last_checked_at=NOW)
 
     plan_and_send()
     plan_and_send()
@@ -154,9 +157,9 @@ def test_an_invalid_token_gets_one_ended_reminder(frozen, client_business, grant
     assert "stopped working" in mail.outbox[0].subject
 
 
-def test_asset_reminders_stop_for_re_selected_assets_and_continue_for_the_missing_one(frozen, client_business, grantor):
-    old = make_token(client_business, granted_by=grantor, expires_at=NOW + 60 * DAY)
-    kept, missing = make_asset(client_business, "Kept Page"), make_asset(client_business, "Missing Page")
+def test_asset_reminders_stop_for_re_selected_assets_and_continue_for_the_missing_one(frozen, active_client, grantor):
+    old = make_token(active_client, granted_by=grantor, expires_at=NOW + 60 * DAY)
+    kept, missing = make_asset(active_client, "Kept Page"), make_asset(active_client, "Missing Page")
     make_grant(old, kept, user_access_expire_time=NOW + 10 * DAY)
     missing_grant = make_grant(old, missing, user_access_expire_time=NOW + 10 * DAY)
     plan_reminders()
@@ -165,7 +168,7 @@ def test_asset_reminders_stop_for_re_selected_assets_and_continue_for_the_missin
     # The person reconnects with the work account and re-selects only one asset.
     old.status = AccessToken.Status.SUPERSEDED
     old.save()
-    new = make_token(client_business, configuration=old.configuration, granted_by=grantor, expires_at=NOW + 60 * DAY)
+    new = make_token(active_client, configuration=old.configuration, granted_by=grantor, expires_at=NOW + 60 * DAY)
     make_grant(new, kept)
     send_due_reminders()
 
@@ -196,8 +199,8 @@ class FailingBackend:
 
 
 @override_settings(EMAIL_BACKEND="tokens.tests.test_reminders.FailingBackend", REMINDER_MAX_ATTEMPTS=3)
-def test_failed_sends_are_retried_with_backoff_then_given_up_and_shown_to_staff(client_business, grantor):
-    make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+def test_failed_sends_are_retried_with_backoff_then_given_up_and_shown_to_staff(active_client, grantor):
+    make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY)
     with time_machine.travel(NOW, tick=False):
         plan_reminders()
         first = send_due_reminders()
@@ -220,9 +223,9 @@ def test_failed_sends_are_retried_with_backoff_then_given_up_and_shown_to_staff(
 
 
 def test_a_dead_workers_batch_is_given_back_and_only_the_in_flight_message_counts_an_attempt(
-    frozen, client_business, grantor, settings
+    frozen, active_client, grantor, settings
 ):
-    make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+    make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY)
     plan_reminders()
     in_flight, untouched = Reminder.objects.order_by("pk")
     # A worker claimed both and died while handing the first to the mail server.
@@ -255,9 +258,9 @@ class CountingBackend(locmem.EmailBackend):
 
 
 @override_settings(EMAIL_BACKEND="tokens.tests.test_reminders.CountingBackend")
-def test_a_batch_goes_out_over_one_mail_connection(frozen, client_business, grantor):
+def test_a_batch_goes_out_over_one_mail_connection(frozen, active_client, grantor):
     for _ in range(3):
-        make_token(client_business, granted_by=grantor, expires_at=NOW + 3 * DAY)
+        make_token(active_client, granted_by=grantor, expires_at=NOW + 3 * DAY)
     plan_reminders()
     CountingBackend.opened, CountingBackend.sent_per_connection = 0, []
 
@@ -267,10 +270,10 @@ def test_a_batch_goes_out_over_one_mail_connection(frozen, client_business, gran
     assert CountingBackend.opened == 1 and CountingBackend.sent_per_connection == [6]
 
 
-def test_assets_whose_access_ends_together_travel_in_one_email_per_person(frozen, client_business, grantor):
-    token = make_token(client_business, granted_by=grantor, expires_at=NOW + 60 * DAY)
+def test_assets_whose_access_ends_together_travel_in_one_email_per_person(frozen, active_client, grantor):
+    token = make_token(active_client, granted_by=grantor, expires_at=NOW + 60 * DAY)
     for name in ("Page A", "Page B", "Ads C"):
-        make_grant(token, make_asset(client_business, name), user_access_expire_time=NOW + 3 * DAY)
+        make_grant(token, make_asset(active_client, name), user_access_expire_time=NOW + 3 * DAY)
 
     result = plan_and_send()
 
@@ -283,9 +286,9 @@ def test_assets_whose_access_ends_together_travel_in_one_email_per_person(frozen
     assert Reminder.objects.filter(status="sent").count() == 6
 
 
-def test_the_ended_email_speaks_of_what_has_happened_not_what_will(client_business, grantor):
+def test_the_ended_email_speaks_of_what_has_happened_not_what_will(active_client, grantor):
     ends = NOW + 2 * DAY
-    make_token(client_business, granted_by=grantor, expires_at=ends)
+    make_token(active_client, granted_by=grantor, expires_at=ends)
     with time_machine.travel(ends - DAY, tick=False):
         plan_and_send()
     with time_machine.travel(ends + DAY, tick=False):

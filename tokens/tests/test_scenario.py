@@ -18,7 +18,8 @@ from django.core import mail
 from django.utils import timezone
 
 from onboarding.invitations import create_invitation
-from onboarding.models import ClientBusiness, Contact, LoginConfiguration
+from onboarding.models import ClientBusiness, Contact
+from testsupport.factories import make_simulated_configuration
 from tokens.models import AccessToken, AssetGrant, Reminder
 from tokens.reminders import plan_reminders, send_due_reminders
 from tokens.sweep import check_tokens, start_sweep
@@ -71,16 +72,10 @@ def sent_now(before: int) -> list:
 
 
 def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(simulated_meta, client, settings):
-    config = LoginConfiguration.objects.create(
-        name="Pages as a person",
-        config_id="7770002",
-        token_type="user",
-        permissions=["pages_show_list", "ads_read"],
-        asset_types=["page", "ad_account"],
-    )
-    simulated_meta.api.register_configuration(
-        config.config_id, "user", config.permissions, config.asset_types, app_id=simulated_meta.app_id
-    )
+    config = make_simulated_configuration(
+        simulated_meta, "user", name="Pages as a person", config_id="7770002",
+        permissions=["pages_show_list", "ads_read"], asset_types=["page", "ad_account"],
+    )  # fmt: skip
     acme = ClientBusiness.objects.create(name="Acme Bakery", notification_emails="ops@acme.test")
     alice = Contact.objects.create(client=acme, name="Alice", email="alice@acme.example")
     _, key = create_invitation(acme, config, contact=alice)

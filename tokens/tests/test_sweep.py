@@ -6,10 +6,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from graph.errors import InvalidTokenError, OtherGraphError, RateLimitError, TransientError
+from testsupport.factories import make_asset, make_client, make_grant, make_token
+from testsupport.fake_graph import FakeGraph, FakeToken
 from tokens.models import AccessToken, AssetGrant, SweepRun, TokenEvent
 from tokens.sweep import check_tokens, start_sweep
-from tokens.tests.fake_graph import FakeGraph, FakeToken
-from tokens.tests.helpers import make_asset, make_client, make_grant, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +28,8 @@ def meta():
     return FakeGraph()
 
 
-@pytest.fixture
-def client_business():
-    return make_client()
-
-
-def token_with_meta(meta, client_business, value, **fake):
-    token = make_token(client_business, value=value, expires_at=NOW + 60 * DAY, next_check_at=NOW)
+def token_with_meta(meta, active_client, value, **fake):
+    token = make_token(active_client, value=value, expires_at=NOW + 60 * DAY, next_check_at=NOW)
     meta.tokens[value] = FakeToken(**fake)
     return token
 
@@ -45,9 +40,9 @@ def sweep(meta, **kwargs):
     return run, results
 
 
-def test_a_valid_token_gets_meta_s_dates_and_is_checked_again_sooner_as_its_end_nears(frozen, meta, client_business):
-    far = token_with_meta(meta, client_business, "far", expires_at=NOW + 50 * DAY)
-    near = token_with_meta(meta, client_business, "near", expires_at=NOW + 2 * DAY)
+def test_a_valid_token_gets_meta_s_dates_and_is_checked_again_sooner_as_its_end_nears(frozen, meta, active_client):
+    far = token_with_meta(meta, active_client, "far", expires_at=NOW + 50 * DAY)
+    near = token_with_meta(meta, active_client, "near", expires_at=NOW + 2 * DAY)
 
     sweep(meta)
 
@@ -60,10 +55,10 @@ def test_a_valid_token_gets_meta_s_dates_and_is_checked_again_sooner_as_its_end_
     assert TokenEvent.objects.filter(kind="expiring", token=near).count() == 1
 
 
-def test_only_an_invalid_token_error_marks_a_token_invalid_and_keeps_meta_s_subcode(frozen, meta, client_business):
+def test_only_an_invalid_token_error_marks_a_token_invalid_and_keeps_meta_s_subcode(frozen, meta, active_client):
     dead = token_with_meta(
         meta,
-        client_business,
+        active_client,
         "dead",
         is_valid=False,
         error=InvalidTokenError("Session has expired.", code=190, subcode=463),
@@ -76,7 +71,7 @@ def test_only_an_invalid_token_error_marks_a_token_invalid_and_keeps_meta_s_subc
     }
     others = {}
     for value, error in flaky.items():
-        others[value] = token_with_meta(meta, client_business, value)
+        others[value] = token_with_meta(meta, active_client, value)
         meta.debug_failures[value] = error
 
     sweep(meta)
@@ -92,8 +87,8 @@ def test_only_an_invalid_token_error_marks_a_token_invalid_and_keeps_meta_s_subc
     assert others["limited"].next_check_at == NOW + timedelta(seconds=600)
 
 
-def test_not_valid_without_a_190_is_retried_rather_than_marked_invalid(frozen, meta, client_business):
-    token = token_with_meta(meta, client_business, "vague", is_valid=False, error=None)
+def test_not_valid_without_a_190_is_retried_rather_than_marked_invalid(frozen, meta, active_client):
+    token = token_with_meta(meta, active_client, "vague", is_valid=False, error=None)
 
     sweep(meta)
 
@@ -101,8 +96,8 @@ def test_not_valid_without_a_190_is_retried_rather_than_marked_invalid(frozen, m
     assert token.status == "active" and token.consecutive_check_failures == 1
 
 
-def test_a_rate_limit_stops_the_chunk_and_pushes_the_remaining_tokens_back(frozen, meta, client_business):
-    tokens = [token_with_meta(meta, client_business, f"t{i}") for i in range(120)]
+def test_a_rate_limit_stops_the_chunk_and_pushes_the_remaining_tokens_back(frozen, meta, active_client):
+    tokens = [token_with_meta(meta, active_client, f"t{i}") for i in range(120)]
     meta.debug_failures["t10"] = RateLimitError("limited", code=4, retry_after=900)
 
     _, (result,) = sweep(meta)
@@ -114,10 +109,10 @@ def test_a_rate_limit_stops_the_chunk_and_pushes_the_remaining_tokens_back(froze
 
 
 def test_high_usage_slows_the_sweep_down_and_stops_it_before_the_budget_is_spent(
-    frozen, meta, client_business, settings
+    frozen, meta, active_client, settings
 ):
     for i in range(120):
-        token_with_meta(meta, client_business, f"t{i}")
+        token_with_meta(meta, active_client, f"t{i}")
     pauses = []
     meta.usage_percent = 85
     run, chunks = start_sweep()
@@ -132,11 +127,11 @@ def test_high_usage_slows_the_sweep_down_and_stops_it_before_the_budget_is_spent
     assert result.deferred == 120 and result.checked == 0
 
 
-def test_the_sweep_reads_what_each_token_still_covers(frozen, meta, client_business):
-    kept, gone = make_asset(client_business, "Kept", meta_id="101"), make_asset(client_business, "Gone", meta_id="102")
+def test_the_sweep_reads_what_each_token_still_covers(frozen, meta, active_client):
+    kept, gone = make_asset(active_client, "Kept", meta_id="101"), make_asset(active_client, "Gone", meta_id="102")
     token = token_with_meta(
         meta,
-        client_business,
+        active_client,
         "user",
         assets={"101": ("page", "Kept", NOW + 20 * DAY), "103": ("ad_account", "New ads", None)},
     )
@@ -155,9 +150,9 @@ def test_the_sweep_reads_what_each_token_still_covers(frozen, meta, client_busin
     assert token.next_check_at - NOW <= 5 * DAY  # the asset's end counts, not only the token's
 
 
-def test_a_failed_coverage_read_changes_no_asset(frozen, meta, client_business):
-    token = token_with_meta(meta, client_business, "user", assets={})
-    grant = make_grant(token, make_asset(client_business, "Page"))
+def test_a_failed_coverage_read_changes_no_asset(frozen, meta, active_client):
+    token = token_with_meta(meta, active_client, "user", assets={})
+    grant = make_grant(token, make_asset(active_client, "Page"))
     meta.coverage_failures["user"] = TransientError("timeout")
 
     sweep(meta)
@@ -166,9 +161,9 @@ def test_a_failed_coverage_read_changes_no_asset(frozen, meta, client_business):
     assert grant.status == "active"
 
 
-def test_a_chunk_run_twice_or_by_two_workers_changes_nothing_the_second_time(frozen, meta, client_business):
-    token_with_meta(meta, client_business, "a", assets={"1": ("page", "P", NOW + 3 * DAY)})
-    token_with_meta(meta, client_business, "b", is_valid=False, error=InvalidTokenError("x", code=190, subcode=460))
+def test_a_chunk_run_twice_or_by_two_workers_changes_nothing_the_second_time(frozen, meta, active_client):
+    token_with_meta(meta, active_client, "a", assets={"1": ("page", "P", NOW + 3 * DAY)})
+    token_with_meta(meta, active_client, "b", is_valid=False, error=InvalidTokenError("x", code=190, subcode=460))
     run, chunks = start_sweep()
     first = check_tokens(chunks[0], run_id=run.pk, client=meta)
     snapshot = list(AccessToken.objects.values().order_by("pk"))
@@ -183,9 +178,9 @@ def test_a_chunk_run_twice_or_by_two_workers_changes_nothing_the_second_time(fro
     assert TokenEvent.objects.count() == events and meta.requests == requests
 
 
-def test_an_overlapping_sweep_finds_nothing_due_and_the_run_records_its_progress(frozen, meta, client_business):
+def test_an_overlapping_sweep_finds_nothing_due_and_the_run_records_its_progress(frozen, meta, active_client):
     for i in range(5):
-        token_with_meta(meta, client_business, f"t{i}")
+        token_with_meta(meta, active_client, f"t{i}")
     run, chunks = start_sweep(chunk_size=2)
     overlapping, nothing = start_sweep()
     assert (run.chunks_total, run.items_total, nothing) == (3, 5, [])
@@ -203,12 +198,12 @@ def test_an_overlapping_sweep_finds_nothing_due_and_the_run_records_its_progress
     assert SweepRun.objects.filter(status="running").count() == 0
 
 
-def test_database_queries_per_chunk_do_not_grow_with_tokens(frozen, meta, client_business):
+def test_database_queries_per_chunk_do_not_grow_with_tokens(frozen, meta, active_client):
     def queries_for_a_chunk_of(count: int) -> int:
         AccessToken.objects.update(next_check_at=None)
         for i in range(count):
-            token = token_with_meta(meta, client_business, f"t{count}-{i}", assets={f"{count}{i}": ("page", "P", None)})
-            make_grant(token, make_asset(client_business, f"Old {count} {i}"))
+            token = token_with_meta(meta, active_client, f"t{count}-{i}", assets={f"{count}{i}": ("page", "P", None)})
+            make_grant(token, make_asset(active_client, f"Old {count} {i}"))
         run, (chunk,) = start_sweep()
         with CaptureQueriesContext(connection) as queries:
             check_tokens(chunk, run_id=run.pk, client=meta)
@@ -221,8 +216,8 @@ def test_database_queries_per_chunk_do_not_grow_with_tokens(frozen, meta, client
     assert AssetGrant.objects.filter(status="active").count() == 125
 
 
-def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, client_business):
-    token = token_with_meta(meta, client_business, "racing", expires_at=NOW + 2 * DAY)
+def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, active_client):
+    token = token_with_meta(meta, active_client, "racing", expires_at=NOW + 2 * DAY)
     answer = meta.debug_tokens
 
     def revoke_meanwhile(values):
@@ -237,8 +232,8 @@ def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, 
     assert token.status == "revoked"
 
 
-def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta, client_business, settings):
-    token_with_meta(meta, client_business, "lost")
+def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta, active_client, settings):
+    token_with_meta(meta, active_client, "lost")
     with time_machine.travel(NOW, tick=False):
         lost, _ = start_sweep()  # its chunk is never run
     with time_machine.travel(NOW + timedelta(seconds=settings.SWEEP_CLAIM_SECONDS + 1), tick=False):
@@ -250,10 +245,10 @@ def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta,
 
 
 def test_a_token_whose_value_no_key_can_read_is_an_error_not_invalid_and_the_others_are_checked(
-    frozen, meta, client_business
+    frozen, meta, active_client
 ):
-    broken = token_with_meta(meta, client_business, "broken")
-    fine = token_with_meta(meta, client_business, "fine")
+    broken = token_with_meta(meta, active_client, "broken")
+    fine = token_with_meta(meta, active_client, "fine")
     with connection.cursor() as cursor:
         cursor.execute("UPDATE tokens_accesstoken SET value = %s WHERE id = %s", [b"not a ciphertext", broken.pk])
 
@@ -265,28 +260,28 @@ def test_a_token_whose_value_no_key_can_read_is_an_error_not_invalid_and_the_oth
 
 
 def test_a_client_whose_token_turns_invalid_needs_reauthorization_and_transient_errors_leave_it_alone(
-    frozen, meta, client_business
+    frozen, meta, active_client
 ):
     steady = make_client(name="Steady Shop")
-    token_with_meta(meta, client_business, "dead", is_valid=False, error=InvalidTokenError("Expired", code=190))
+    token_with_meta(meta, active_client, "dead", is_valid=False, error=InvalidTokenError("Expired", code=190))
     token_with_meta(meta, steady, "flaky")
     meta.debug_failures["flaky"] = TransientError("Internal error", code=2, http_status=500)
 
     sweep(meta)
     sweep(meta)
 
-    client_business.refresh_from_db()
+    active_client.refresh_from_db()
     steady.refresh_from_db()
-    assert client_business.status == "needs_reauth"
-    assert client_business.status_changed_at == NOW
+    assert active_client.status == "needs_reauth"
+    assert active_client.status_changed_at == NOW
     assert steady.status == "active"
 
 
 def test_a_day_without_change_moves_only_the_next_check_and_a_changed_expiry_is_written(
-    frozen, meta, client_business
+    frozen, meta, active_client
 ):
-    steady = token_with_meta(meta, client_business, "steady", expires_at=NOW + 50 * DAY)
-    extended = token_with_meta(meta, client_business, "extended", expires_at=NOW + 50 * DAY)
+    steady = token_with_meta(meta, active_client, "steady", expires_at=NOW + 50 * DAY)
+    extended = token_with_meta(meta, active_client, "extended", expires_at=NOW + 50 * DAY)
     sweep(meta)
     steady.refresh_from_db()
     first_write = steady.updated_at

@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from common.meta import graph_client
 from graph.client import GraphClient
+from testsupport.factories import make_client, make_configuration
 from tokens.install import granted_assets, install_token
 from tokens.models import AccessToken, AssetGrant
 from tokens.sweep import check_tokens, start_sweep
-from tokens.tests.helpers import make_client, make_configuration
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,10 +6,10 @@ import pytest
 import time_machine
 from django.core import mail
 
+from testsupport.factories import make_client, make_contact, make_token
+from testsupport.fake_graph import FakeGraph, FakeToken
 from tokens import tasks
 from tokens.models import AccessToken, Reminder, SweepRun
-from tokens.tests.fake_graph import FakeGraph, FakeToken
-from tokens.tests.helpers import make_client, make_contact, make_token
 
 pytestmark = pytest.mark.django_db
 

@@ -24,9 +24,9 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 from django.utils import timezone
 
+from testsupport.factories import make_client, make_contact, make_token
 from tokens.models import AccessToken, Reminder, SweepRun
 from tokens.reminders import plan_reminders
-from tokens.tests.helpers import make_client, make_contact, make_token
 from tokens.tests.test_sweep_simulator import onboard
 
 ROOT = Path(__file__).resolve().parents[2]

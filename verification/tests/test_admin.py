@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.urls import reverse
 
+from testsupport.factories import make_client, make_token, make_verification_record
 from verification.models import (
     BusinessVerification,
     PermissionAccess,
@@ -13,8 +14,6 @@ from verification.models import (
     UpkeepRule,
     VerificationTransition,
 )
-
-from .factories import make_client, make_record, make_token
 
 pytestmark = pytest.mark.django_db
 TODAY = "2026-11-23 10:00:00+00:00"
@@ -30,7 +29,9 @@ def staff_client(client, django_user_model):
 
 @time_machine.travel(TODAY, tick=False)
 def test_the_dashboard_shows_the_countdown_the_risk_counts_the_upkeep_and_system_users(staff_client):
-    make_record("submitted", name="Provider Ltd", deadline=date(2026, 12, 3), expected_decision_on=date(2026, 11, 30))
+    make_verification_record(
+        "submitted", name="Provider Ltd", deadline=date(2026, 12, 3), expected_decision_on=date(2026, 11, 30)
+    )
     PermissionAccess.objects.filter(permission="ads_read").update(access_level="advanced")
     token = make_token(client=make_client("Bakery"), scopes=["ads_read"], kind="system_user", meta_user_id="su1")
     make_token(client=token.client, kind="system_user", meta_user_id="su2", scopes=["ads_read"])
@@ -71,7 +72,7 @@ def test_the_admin_home_links_to_the_dashboard(staff_client):
 
 @time_machine.travel(TODAY, tick=False)
 def test_the_at_risk_list_names_each_token_and_refused_permission(staff_client):
-    make_record("lost")
+    make_verification_record("lost")
     token = make_token(client=make_client("Bakery"), scopes=["ads_read"])
     page = staff_client.get(reverse("verification_at_risk", args=["today"])).content.decode()
     assert "Bakery" in page and f"#{token.pk}" in page
@@ -84,7 +85,7 @@ def test_an_unknown_at_risk_list_is_not_found(staff_client):
 
 
 def test_the_status_is_not_a_free_field_of_the_change_form(staff_client):
-    record = make_record("not_required")
+    record = make_verification_record("not_required")
     url = reverse("admin:verification_techproviderverification_change", args=[record.pk])
     page = staff_client.get(url).content.decode()
     assert 'name="status"' not in page and "Change status" in page
@@ -96,7 +97,7 @@ def test_the_status_is_not_a_free_field_of_the_change_form(staff_client):
 
 @time_machine.travel(TODAY, tick=False)
 def test_staff_change_the_status_through_the_service(staff_client):
-    record = make_record("not_required")
+    record = make_verification_record("not_required")
     url = reverse("admin:verification_techproviderverification_status", args=[record.pk])
     page = staff_client.get(url).content.decode()
     assert '<option value="required">' in page and '<option value="verified">' not in page
@@ -109,7 +110,7 @@ def test_staff_change_the_status_through_the_service(staff_client):
 
 
 def test_a_refused_status_change_shows_why_and_keeps_everything(staff_client):
-    record = make_record("not_required")
+    record = make_verification_record("not_required")
     url = reverse("admin:verification_techproviderverification_status", args=[record.pk])
     response = staff_client.post(url, {"new_status": "required", "notified_on": ""})
     assert response.status_code == 200

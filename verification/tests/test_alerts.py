@@ -8,11 +8,10 @@ import time_machine
 from django.core import mail
 from django.db import connections
 
+from testsupport.factories import make_verification_record
 from verification import ledger, tasks
 from verification.alerts import due_stage, staff_recipients
 from verification.models import StaffAlert
-
-from .factories import make_record
 
 pytestmark = pytest.mark.django_db
 DEADLINE = date(2027, 1, 15)
@@ -43,7 +42,7 @@ def test_staff_administrators_and_the_configured_addresses_receive_alerts():
 
 
 def test_each_stage_is_emailed_once_even_when_the_task_runs_twice():
-    record = make_record("required", name="Provider Ltd", deadline=DEADLINE)
+    record = make_verification_record("required", name="Provider Ltd", deadline=DEADLINE)
     assert run_deadline_alerts_on(DEADLINE - timedelta(days=30)) == 1
     assert run_deadline_alerts_on(DEADLINE - timedelta(days=30)) == 0
     assert run_deadline_alerts_on(DEADLINE - timedelta(days=29)) == 0
@@ -58,7 +57,7 @@ def test_each_stage_is_emailed_once_even_when_the_task_runs_twice():
 
 
 def test_every_configured_stage_goes_out_as_the_deadline_nears():
-    make_record("submitted", deadline=DEADLINE)
+    make_verification_record("submitted", deadline=DEADLINE)
     for days_left in range(40, -3, -1):
         run_deadline_alerts_on(DEADLINE - timedelta(days=days_left))
         run_deadline_alerts_on(DEADLINE - timedelta(days=days_left))
@@ -68,7 +67,7 @@ def test_every_configured_stage_goes_out_as_the_deadline_nears():
 
 
 def test_a_first_run_late_sends_only_the_current_stage():
-    make_record("required", deadline=DEADLINE)
+    make_verification_record("required", deadline=DEADLINE)
     run_deadline_alerts_on(DEADLINE - timedelta(days=10))
     run_deadline_alerts_on(DEADLINE - timedelta(days=9))
     assert len(mail.outbox) == 1
@@ -76,20 +75,20 @@ def test_a_first_run_late_sends_only_the_current_stage():
 
 
 def test_a_passed_deadline_says_so():
-    make_record("rejected", deadline=DEADLINE)
+    make_verification_record("rejected", deadline=DEADLINE)
     run_deadline_alerts_on(DEADLINE + timedelta(days=2))
     assert mail.outbox[0].subject.startswith("Tech Provider verification deadline passed")
 
 
 @pytest.mark.parametrize("status", ["not_required", "verified"])
 def test_no_alert_without_a_running_deadline(status):
-    make_record(status, deadline=DEADLINE)
+    make_verification_record(status, deadline=DEADLINE)
     assert run_deadline_alerts_on(DEADLINE - timedelta(days=1)) == 0
     assert not mail.outbox
 
 
 def test_a_new_deadline_starts_the_stages_again():
-    record = make_record("required", deadline=DEADLINE)
+    record = make_verification_record("required", deadline=DEADLINE)
     run_deadline_alerts_on(DEADLINE - timedelta(days=7))
     new_deadline = DEADLINE + timedelta(days=30)
     record.__class__.objects.filter(pk=record.pk).update(deadline=new_deadline)
@@ -98,7 +97,7 @@ def test_a_new_deadline_starts_the_stages_again():
 
 
 def test_a_failed_send_is_retried_by_the_next_run_and_then_sent_once(monkeypatch):
-    make_record("required", deadline=DEADLINE)
+    make_verification_record("required", deadline=DEADLINE)
     day = DEADLINE - timedelta(days=3)
 
     def broken(*args, **kwargs):
@@ -118,7 +117,7 @@ def test_a_failed_send_is_retried_by_the_next_run_and_then_sent_once(monkeypatch
 def test_with_no_one_to_tell_the_alert_waits(settings, django_user_model):
     settings.VERIFICATION_STAFF_ALERT_EMAILS = []
     django_user_model.objects.filter(is_superuser=True).update(email="")
-    make_record("required", deadline=DEADLINE)
+    make_verification_record("required", deadline=DEADLINE)
     run_deadline_alerts_on(DEADLINE - timedelta(days=3))
     assert StaffAlert.objects.get().status == "failed"
     assert "No staff administrator" in StaffAlert.objects.get().last_error
@@ -181,7 +180,7 @@ def _send_alerts_and_exit_with_the_count(start):
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_workers_running_the_alerts_at_once_send_each_stage_once(postgres_required):
-    make_record("required", deadline=date.today() + timedelta(days=3))
+    make_verification_record("required", deadline=date.today() + timedelta(days=3))
     connections.close_all()
     context = multiprocessing.get_context("fork")
     start = context.Event()

@@ -5,10 +5,9 @@ from datetime import date
 
 import pytest
 
+from testsupport.factories import make_client, make_contact, make_token, make_verification_record
 from verification.gating import gating_decision, tokens_at_risk
 from verification.models import AppRole, PermissionAccess
-
-from .factories import make_client, make_contact, make_record, make_token
 
 TODAY = date(2026, 11, 23)
 
@@ -47,7 +46,7 @@ def catalogue(db):
 
 @pytest.mark.django_db
 def test_with_a_verified_provider_only_standard_access_permissions_are_at_risk(catalogue):
-    make_record("verified")
+    make_verification_record("verified")
     fine = make_token(scopes=["ads_read", "pages_messaging"])
     standard = make_token(scopes=["ads_read", "whatsapp_business_messaging"])
     report = tokens_at_risk("today", TODAY)
@@ -58,7 +57,7 @@ def test_with_a_verified_provider_only_standard_access_permissions_are_at_risk(c
 
 @pytest.mark.django_db
 def test_during_the_deadline_gated_tokens_are_at_risk_only_after_it(catalogue):
-    make_record("required", deadline=date(2026, 12, 1))
+    make_verification_record("required", deadline=date(2026, 12, 1))
     gated = make_token(scopes=["ads_read"])
     make_token(scopes=["pages_messaging"])
 
@@ -70,46 +69,46 @@ def test_during_the_deadline_gated_tokens_are_at_risk_only_after_it(catalogue):
 
 @pytest.mark.django_db
 def test_once_the_deadline_has_passed_gated_tokens_are_at_risk_today(catalogue):
-    make_record("submitted", deadline=date(2026, 11, 22))
+    make_verification_record("submitted", deadline=date(2026, 11, 22))
     make_token(scopes=["ads_read"])
     assert tokens_at_risk("today", TODAY).token_count == 1
 
 
 @pytest.mark.django_db
 def test_the_deadline_day_itself_still_passes(catalogue):
-    make_record("rejected", deadline=TODAY)
+    make_verification_record("rejected", deadline=TODAY)
     make_token(scopes=["ads_read"])
     assert tokens_at_risk("today", TODAY).token_count == 0
 
 
 @pytest.mark.django_db
 def test_a_lost_status_without_a_new_deadline_is_at_risk_today(catalogue):
-    make_record("lost")
+    make_verification_record("lost")
     make_token(scopes=["ads_read"])
     assert tokens_at_risk("today", TODAY).token_count == 1
 
 
 @pytest.mark.django_db
 def test_a_linked_business_does_not_decide_the_gating(catalogue):
-    make_record("verified")
-    make_record("lost", is_provider=False)
+    make_verification_record("verified")
+    make_verification_record("lost", is_provider=False)
     make_token(scopes=["ads_read"])
     assert tokens_at_risk("today", TODAY).token_count == 0
 
 
 @pytest.mark.django_db
 def test_tokens_of_people_with_a_role_on_the_app_pass(catalogue):
-    make_record("lost")
+    make_verification_record("lost")
     AppRole.objects.create(name="Dev", meta_user_id="1001", role="developer")
     make_token(scopes=["ads_read", "whatsapp_business_messaging"], meta_user_id="1001")
     client = make_client()
-    make_token(client=client, scopes=["ads_read"], granted_by=make_contact(client, "1001"))
+    make_token(client=client, scopes=["ads_read"], granted_by=make_contact(client, meta_user_id="1001"))
     assert tokens_at_risk("today", TODAY).token_count == 0
 
 
 @pytest.mark.django_db
 def test_only_live_tokens_are_judged(catalogue):
-    make_record("lost")
+    make_verification_record("lost")
     make_token(scopes=["ads_read"], status="revoked")
     make_token(scopes=["ads_read"], status="expiring")
     assert tokens_at_risk("today", TODAY).token_count == 1
@@ -117,7 +116,7 @@ def test_only_live_tokens_are_judged(catalogue):
 
 @pytest.mark.django_db
 def test_clients_are_counted_once_however_many_tokens_they_have(catalogue):
-    make_record("lost")
+    make_verification_record("lost")
     client = make_client()
     make_token(client=client, scopes=["ads_read"])
     make_token(client=client, scopes=["ads_read"], kind="system_user")

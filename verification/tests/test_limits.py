@@ -2,10 +2,9 @@
 
 import pytest
 
+from testsupport.factories import make_client, make_token
 from verification.limits import system_user_usage, system_users_allowed, system_users_remaining
 from verification.models import MarketingAccessLevel
-
-from .factories import make_client, make_token
 
 pytestmark = pytest.mark.django_db
 

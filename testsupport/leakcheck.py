@@ -1,8 +1,8 @@
 """Whole-run leak check: record every URL sent, log line and served request line, then look for secrets.
 
-The root ``conftest.py`` installs a ``LeakRecorder`` for the whole test session (and points
-it at Django's test-server request handlers), and at the end asks it for leaks of the app
-secret and of every token, code and secret the simulator issued. Plain Python, no Django,
+``testsupport.pytest_leakcheck`` installs a ``LeakRecorder`` for the whole test session (and
+points it at Django's test-server request handlers), and at the end asks it for leaks of the
+app secret and of every token, code and secret the simulator issued. Plain Python, no Django,
 so it can be tested without the session around it.
 """
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 import requests
 
-from graph.leakcheck import LeakRecorder
+from testsupport.leakcheck import LeakRecorder
 
 SECRET = "EAAGleaky-secret-0001"
 

@@ -169,7 +169,7 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its named entries in config/celery.py
+CELERY_BEAT_SCHEDULE: dict = {}  # each app's named entries are added below, in its block
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

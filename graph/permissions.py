@@ -1,4 +1,4 @@
-"""Meta's static knowledge about permissions (meta-graph-facts.md), as plain data.
+"""Meta's static knowledge about permissions (docs/meta.md), as plain data.
 
 What staff edit about permissions (access level, App Review state) lives in the
 verification app; this module is what Meta publishes.

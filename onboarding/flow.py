@@ -165,7 +165,7 @@ def claim_attempt(state: str | None, binding: str | None) -> LoginAttempt:
 
 
 def classify_meta_error(params) -> str:
-    """Which of Meta's dialog errors came back (meta-graph-facts.md; some shapes unconfirmed)."""
+    """Which of Meta's dialog errors came back (docs/meta.md; some shapes unconfirmed)."""
     error = (params.get("error") or "").lower()
     reason = (params.get("error_reason") or "").lower()
     words = " ".join(

@@ -166,7 +166,7 @@ class LoginConfiguration(models.Model):
         return configuration_warnings(token_type=self.token_type, variant=self.variant, token_expiry=self.token_expiry)
 
     def dialog_extras(self) -> dict | None:
-        """The login dialog's ``extras`` for this variant (meta-graph-facts.md)."""
+        """The login dialog's ``extras`` for this variant (docs/meta.md)."""
         if self.variant == self.Variant.WHATSAPP_EMBEDDED_SIGNUP:
             return {"setup": {}, "featureType": "", "sessionInfoVersion": "3"}
         if self.variant == self.Variant.INSTAGRAM:

@@ -1,4 +1,4 @@
-"""Meta's rules for a Facebook Login for Business configuration (meta-graph-facts.md).
+"""Meta's rules for a Facebook Login for Business configuration (docs/meta.md).
 
 Each broken rule is reported against the field it concerns, with a message that
 names the rule, so staff can fix the configuration in Meta's App Dashboard too.

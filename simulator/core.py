@@ -1,6 +1,6 @@
 """The simulator's engine: its clock, faults, Meta-shaped errors, token and code lifecycles.
 
-Durations follow meta-graph-facts.md; each one has its reason beside it.
+Durations follow docs/meta.md; each one has its reason beside it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from common.transitions import StatusTransitionsMixin
 from . import crypto
 
 # Models of the onboarding app are referenced by label, never imported:
-# tokens must not depend on onboarding (design.md, "Dependencies point one way").
+# tokens must not depend on onboarding (docs/architecture.md, "Dependency direction").
 CLIENT_MODEL = "onboarding.ClientBusiness"
 CONFIGURATION_MODEL = "onboarding.LoginConfiguration"
 CONTACT_MODEL = "onboarding.Contact"
@@ -308,7 +308,7 @@ class TokenEvent(models.Model):
 
 
 class SweepRun(models.Model):
-    """One run of a periodic job (health sweep, reminder planning/sending), for staff to follow."""
+    """One run of the health sweep (``job``), with its chunks and totals, for staff to follow."""
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"

@@ -1,4 +1,4 @@
-"""Staff operations on system-user tokens through Meta's token management endpoint (design flow 6).
+"""Staff operations on system-user tokens through Meta's token management endpoint (docs/design.md, flow 6).
 
 ``POST /{client_business_id}/system_user_access_tokens`` with ``appsecret_proof``:
 ``fetch_only`` reads the business integration system user's current token; otherwise a

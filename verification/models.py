@@ -9,7 +9,7 @@ from django.utils import timezone
 from common.transitions import StatusTransitionsMixin
 from graph import permissions
 
-# Meta: "existing businesses get 60 days from the notification" (meta-graph-facts.md).
+# Meta: "existing businesses get 60 days from the notification" (docs/meta.md).
 TECH_PROVIDER_DEADLINE = timedelta(days=60)
 
 

@@ -12,7 +12,7 @@ from common.transitions import InvalidStatusTransition
 
 from .models import TECH_PROVIDER_DEADLINE, TechProviderVerification, VerificationTransition
 
-# Meta: "a decision takes about 5 business days" (meta-graph-facts.md). Public holidays are not counted.
+# Meta: "a decision takes about 5 business days" (docs/meta.md). Public holidays are not counted.
 DECISION_BUSINESS_DAYS = 5
 Status = TechProviderVerification.Status
 

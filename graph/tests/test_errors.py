@@ -1,4 +1,4 @@
-"""Meta's documented error payloads (meta-graph-facts.md, "Errors") classify as callers need."""
+"""Meta's documented error payloads (docs/meta.md, "Errors") classify as callers need."""
 
 from __future__ import annotations
 

@@ -20,6 +20,13 @@ from django.utils import timezone
 from . import crypto
 from .events import record_event
 from .models import AccessToken, Asset, AssetGrant
+from .signals import (
+    REVOKED_APP_REMOVED,
+    REVOKED_DATA_DELETION,
+    REVOKED_DEAUTHORIZED,
+    token_installed,
+    tokens_revoked,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +231,7 @@ def install_token(
             message=f"Installed with {len(grants)} asset(s).",
             data={"assets": asset_ids},
         )
+    token_installed.send(sender=AccessToken, token_id=token.pk, replaced_token_id=previous.pk if previous else None)
     return InstallResult(token=token, created=True, superseded=previous, grants=grants)
 
 
@@ -235,7 +243,7 @@ def _tokens_of_user(meta_user_id: str):
     return AccessToken.objects.filter(pk__in=list(ids))
 
 
-def _revoke(tokens, *, actor: str, reason: str) -> list[AccessToken]:
+def _revoke(tokens, *, actor: str, reason: str, cause: str) -> list[AccessToken]:
     revoked = []
     now = timezone.now()
     for token in tokens.select_for_update().exclude(status=AccessToken.Status.REVOKED):
@@ -246,6 +254,8 @@ def _revoke(tokens, *, actor: str, reason: str) -> list[AccessToken]:
         token.grants.exclude(status=AssetGrant.Status.REVOKED).update(status=AssetGrant.Status.REVOKED)
         record_event(AccessToken.Status.REVOKED, token=token, actor=actor, message=reason)
         revoked.append(token)
+    if revoked:
+        tokens_revoked.send(sender=AccessToken, token_ids=[token.pk for token in revoked], cause=cause)
     return revoked
 
 
@@ -260,7 +270,8 @@ def revoke_tokens_for_user(meta_user_id: str, *, actor: str = "meta", reason: st
     if not meta_user_id:
         return []
     reason = reason or "The person who granted access removed the app."
-    return _revoke(_with_granular_children(_tokens_of_user(str(meta_user_id))), actor=actor, reason=reason)
+    tokens = _with_granular_children(_tokens_of_user(str(meta_user_id)))
+    return _revoke(tokens, actor=actor, reason=reason, cause=REVOKED_DEAUTHORIZED)
 
 
 @transaction.atomic
@@ -276,7 +287,7 @@ def revoke_tokens_for_business(
             Q(configuration__config_id=str(config_id)) | Q(parent__configuration__config_id=config_id)
         )
     reason = reason or "The business removed the integration."
-    return _revoke(_with_granular_children(tokens), actor=actor, reason=reason)
+    return _revoke(_with_granular_children(tokens), actor=actor, reason=reason, cause=REVOKED_APP_REMOVED)
 
 
 @transaction.atomic
@@ -289,7 +300,7 @@ def purge_user_data(meta_user_id: str, *, actor: str = "meta") -> int:
     if not meta_user_id:
         return 0
     tokens = _with_granular_children(_tokens_of_user(str(meta_user_id)))
-    _revoke(tokens, actor=actor, reason="Deleted at the person's request.")
+    _revoke(tokens, actor=actor, reason="Deleted at the person's request.", cause=REVOKED_DATA_DELETION)
     purged = 0
     for token in tokens.select_for_update():
         token.value = None

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from .events import record_event
 from .models import AccessToken, AssetGrant, Reminder, TokenEvent
+from .signals import StageDue, reminder_stages_due
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class Subject:
     @property
     def key(self) -> str:
         return f"grant:{self.grant.pk}" if self.grant is not None else f"token:{self.token.pk}"
+
+    def at(self, stage: str) -> StageDue:
+        return StageDue(self.token.pk, self.grant.pk if self.grant else None, self.reason, stage, self.ends_at)
 
 
 def token_subject(token: AccessToken) -> Subject | None:
@@ -181,15 +185,21 @@ def _pages(queryset, page_size: int = PAGE_SIZE) -> Iterator[list]:
         last = page[-1].pk
 
 
-def _wanted_rows(subjects: Iterable[Subject], now: datetime) -> list[Reminder]:
-    rows = []
+def due_stages(subjects: Iterable[Subject], now: datetime) -> list[tuple[Subject, str, datetime]]:
+    """(subject, stage, when it became due) for the subjects at a stage now."""
+    due = []
     for subject in subjects:
         stage = current_stage(subject.ends_at, now)
         if subject.reason == Reminder.Reason.TOKEN_INVALID:
             stage = (STAGE_ENDED, subject.ends_at)
-        if stage is None:
-            continue
-        name, due_at = stage
+        if stage is not None:
+            due.append((subject, *stage))
+    return due
+
+
+def _wanted_rows(stages: list[tuple[Subject, str, datetime]]) -> list[Reminder]:
+    rows = []
+    for subject, name, due_at in stages:
         for email, contact_id in recipients(subject.token):
             rows.append(
                 Reminder(
@@ -207,6 +217,17 @@ def _wanted_rows(subjects: Iterable[Subject], now: datetime) -> list[Reminder]:
                 )
             )
     return rows
+
+
+def _plan(subjects: Iterable[Subject], now: datetime, result: PlanResult) -> None:
+    """One page of subjects: its reminder rows, and the signal that says which stages are due, together."""
+    stages = due_stages(subjects, now)
+    rows = _wanted_rows(stages)
+    with transaction.atomic():
+        result.planned += len(rows)
+        result.reactivated += _store(rows)
+        if stages:
+            reminder_stages_due.send(sender=Reminder, stages=[subject.at(name) for subject, name, _ in stages])
 
 
 def _store(rows: list[Reminder]) -> int:
@@ -243,9 +264,7 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
         .defer("value")
     )  # reminders never need the value
     for page in _pages(tokens):
-        rows = _wanted_rows(filter(None, map(token_subject, page)), now)
-        result.planned += len(rows)
-        result.reactivated += _store(rows)
+        _plan(filter(None, map(token_subject, page)), now, result)
 
     grants = (
         AssetGrant.objects.filter(
@@ -258,9 +277,7 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
     )
     for page in _pages(grants):
         covered = covered_grant_ids(page)
-        rows = _wanted_rows(filter(None, (grant_subject(grant, grant.pk in covered) for grant in page)), now)
-        result.planned += len(rows)
-        result.reactivated += _store(rows)
+        _plan(filter(None, (grant_subject(grant, grant.pk in covered) for grant in page)), now, result)
 
     pending = Reminder.objects.filter(status=Reminder.Status.PENDING)
     for page in _pages(_with_subjects(pending)):

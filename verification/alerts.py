@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from common.staff import staff_alert_recipients
 
 from . import emails
 from .models import StaffAlert, TechProviderVerification
@@ -21,14 +22,6 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 DEADLINE = "verification_deadline"
 UPKEEP = "upkeep_at_risk"
-
-
-def staff_recipients() -> list[str]:
-    """Active superusers with an email, plus VERIFICATION_STAFF_ALERT_EMAILS."""
-    users = get_user_model().objects.filter(is_superuser=True, is_active=True).exclude(email="")
-    addresses = {email.strip().lower() for email in users.values_list("email", flat=True)}
-    addresses |= {email.strip().lower() for email in settings.VERIFICATION_STAFF_ALERT_EMAILS if email.strip()}
-    return sorted(addresses)
 
 
 def claim(key: str, kind: str) -> StaffAlert | None:
@@ -46,7 +39,7 @@ def claim(key: str, kind: str) -> StaffAlert | None:
 
 def deliver(alert: StaffAlert, send: Callable[[list[str]], str]) -> bool:
     """Send a claimed alert and record the outcome; a failure is kept for a later retry."""
-    recipients = staff_recipients()
+    recipients = staff_alert_recipients()
     try:
         if not recipients:
             raise ValueError(

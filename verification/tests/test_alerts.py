@@ -8,9 +8,10 @@ import time_machine
 from django.core import mail
 from django.db import connections
 
+from common.staff import staff_alert_recipients
 from testsupport.factories import make_verification_record
 from verification import ledger, tasks
-from verification.alerts import due_stage, staff_recipients
+from verification.alerts import due_stage
 from verification.models import StaffAlert
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +39,7 @@ def test_the_stage_due_is_the_most_urgent_one_reached(days_left, stage):
 
 
 def test_staff_administrators_and_the_configured_addresses_receive_alerts():
-    assert staff_recipients() == ["compliance@provider.test", "root@provider.test"]
+    assert staff_alert_recipients() == ["compliance@provider.test", "root@provider.test"]
 
 
 def test_each_stage_is_emailed_once_even_when_the_task_runs_twice():

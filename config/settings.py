@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "tokens",
     "onboarding",
     "verification",
+    "outbound",
 ]
 
 META_SIMULATOR = env.bool("META_SIMULATOR", default=not PRODUCTION)
@@ -265,3 +266,25 @@ ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=1
 META_HTTP_MAX_RETRIES = env.int("META_HTTP_MAX_RETRIES", default=3)
 META_HTTP_BACKOFF_BASE = env.float("META_HTTP_BACKOFF_BASE", default=0.5)
 META_HTTP_BACKOFF_CAP = env.float("META_HTTP_BACKOFF_CAP", default=30.0)
+
+# --- outbound (signed webhooks to the provider's product) ---------------------------------------
+# Attempt n+1 waits BASE * 2**(n-1) seconds, capped at CAP; retries stop WINDOW hours after the
+# first attempt (at least 24: a system check refuses less). An endpoint whose every delivery has
+# failed for DISABLE_AFTER_DAYS is disabled and staff are emailed.
+OUTBOUND_RETRY_BASE_SECONDS = env.int("OUTBOUND_RETRY_BASE_SECONDS", default=60)
+OUTBOUND_RETRY_CAP_SECONDS = env.int("OUTBOUND_RETRY_CAP_SECONDS", default=3 * 3600)
+OUTBOUND_RETRY_WINDOW_HOURS = env.int("OUTBOUND_RETRY_WINDOW_HOURS", default=72)
+OUTBOUND_DISABLE_AFTER_DAYS = env.int("OUTBOUND_DISABLE_AFTER_DAYS", default=5)
+OUTBOUND_TIMEOUT_SECONDS = env.float("OUTBOUND_TIMEOUT_SECONDS", default=10.0)  # per attempt, connect and read
+OUTBOUND_BATCH_SIZE = env.int("OUTBOUND_BATCH_SIZE", default=200)  # deliveries handed out per beat run
+OUTBOUND_RETENTION_DAYS = env.int("OUTBOUND_RETENTION_DAYS", default=90)  # finished events kept this long
+# After "Rotate the signing secret" the previous secret keeps signing (a second v1=) this long.
+OUTBOUND_SECRET_OVERLAP_HOURS = env.int("OUTBOUND_SECRET_OVERLAP_HOURS", default=24)
+# Endpoint URLs must be https:// (production default); http:// is allowed for the demo and tests.
+OUTBOUND_REQUIRE_HTTPS = env.bool("OUTBOUND_REQUIRE_HTTPS", default=PRODUCTION)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "outbound-deliver-due": {"task": "outbound.deliver_due", "schedule": 60.0, "options": {"expires": 50}},
+        "outbound-prune-events": {"task": "outbound.prune_events", "schedule": 86400.0, "options": {"expires": 3600}},
+    }
+)

@@ -347,6 +347,7 @@ def _store(attempt: LoginAttempt, checked: _Checked) -> LoginAttempt:
 
 @dataclass
 class ReconnectComparison:
+    previous: AccessToken
     covered: list
     missing: list
     new: list
@@ -388,6 +389,7 @@ def compare_with_previous(token: AccessToken) -> ReconnectComparison | None:
         return sorted(assets, key=lambda asset: (asset.kind, asset.name, asset.meta_id))
 
     return ReconnectComparison(
+        previous=previous,
         covered=by_name(asset for pk, asset in before.items() if pk in now_covered),
         missing=by_name(asset for pk, asset in before.items() if pk not in now_covered),
         new=by_name(asset for pk, asset in now_covered.items() if pk not in before),

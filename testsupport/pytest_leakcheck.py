@@ -2,7 +2,8 @@
 
 For the whole session a ``LeakRecorder`` hears every URL ``requests`` sends, every log
 record and every request line Django's test servers log; at the end it looks for the app
-secret and every token, code and secret the simulator issued (decisions.md D15).
+secret, every token, code and secret the simulator issued (decisions.md D15), and every
+webhook signing secret the portal generated.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import pytest
 
 from .leakcheck import LeakRecorder
 
+# Webhook signing secrets generated during the run (outbound.signing.new_secret, wrapped below).
+_webhook_secrets: set[str] = set()
+
 
 def leak_check_secrets() -> list[str]:
-    """The app secret, and every token, code and secret the simulator issued during the run."""
+    """The app secret, the webhook signing secrets, and every token, code and secret the simulator issued."""
     from django.conf import settings
 
-    secrets = [settings.META_APP_SECRET]
+    secrets = [settings.META_APP_SECRET, *sorted(_webhook_secrets)]
     try:
         from simulator.api import issued_secrets
     except ImportError:  # the simulator is not installed (or not written yet)
@@ -50,3 +54,18 @@ def no_secret_leaks():
 def leak_check_hears_debug(no_secret_leaks):
     """django.setup() (Celery's Django fixup calls it) reconfigures logging; keep DEBUG records coming."""
     no_secret_leaks.hear_debug()
+
+
+@pytest.fixture(autouse=True)
+def leak_check_knows_webhook_secrets(monkeypatch):
+    """Every webhook signing secret a test makes the portal generate is looked for at the end too."""
+    from outbound import signing
+
+    generate = signing.new_secret
+
+    def remembered() -> str:
+        secret = generate()
+        _webhook_secrets.add(secret)
+        return secret
+
+    monkeypatch.setattr(signing, "new_secret", remembered)

@@ -70,6 +70,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     )  # fmt: skip
     actions = ["rotate_secret", "enable_again", "disable"]
 
+    def get_queryset(self, request):
+        # Pages never need the secrets: they are not decrypted to draw a list or a form.
+        return super().get_queryset(request).defer("secret", "previous_secret")
+
     @admin.display(description="Events")
     def types(self, obj: WebhookEndpoint) -> str:
         return ", ".join(obj.event_types) or "—"

@@ -62,7 +62,8 @@ def record(events: list[NewEvent]) -> list[Event]:
     with transaction.atomic():
         Event.objects.bulk_create(list(fresh.values()), ignore_conflicts=True)
         stored = list(Event.objects.filter(event_id__in=[event.event_id for event in fresh.values()]))
-        endpoints = list(WebhookEndpoint.objects.filter(is_active=True))
+        # Only what routing needs: the secrets are decrypted when sending, never in the cause's transaction.
+        endpoints = list(WebhookEndpoint.objects.filter(is_active=True).only("pk", "event_types"))
         deliveries = [
             Delivery(event=event, endpoint=endpoint, next_attempt_at=event.occurred_at)
             for event in stored

@@ -133,3 +133,19 @@ def test_staff_without_the_change_permission_cannot_redeliver(client, django_use
 
     page = client.get(reverse("admin:outbound_delivery_changelist"))
     assert page.status_code == 200 and 'value="redeliver"' not in page.content.decode()
+
+
+def test_the_key_rotation_re_encrypts_signing_secrets_and_the_check_counts_them(receiver, settings, capsys):
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    endpoint, secret = make_endpoint(receiver.url)
+    new_key = "a-new-field-encryption-key-for-the-test-0123456789"
+
+    call_command("rotate_field_encryption_key", old_key=settings.FIELD_ENCRYPTION_KEY, new_key=new_key)
+
+    with override_settings(FIELD_ENCRYPTION_KEY=new_key):
+        assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret == secret
+        call_command("check_token_encryption")
+    out = capsys.readouterr().out
+    assert "1 stored outbound.WebhookEndpoint.secret: 1 under the current key" in out and secret not in out

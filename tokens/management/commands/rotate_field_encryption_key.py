@@ -11,7 +11,8 @@ class Command(BaseCommand):
     # Programmatic callers (tests) may pass the keys directly; the CLI only reads them from the environment.
     stealth_options = ("old_key", "new_key")
     help = (
-        "Re-encrypt every stored token from the old field-encryption key to the new one, in batches. "
+        "Re-encrypt every stored token (and other encrypted secrets) from the old field-encryption key "
+        "to the new one, in batches. "
         "Keys are read from environment variables so they never appear in the process list. "
         "Procedure: deploy with FIELD_ENCRYPTION_KEY=<new> and FIELD_ENCRYPTION_PREVIOUS_KEYS=<old>, "
         "run this command with FIELD_ENCRYPTION_OLD_KEY=<old>, then drop the previous key."
@@ -39,5 +40,6 @@ class Command(BaseCommand):
             rotated = rotate_encryption_key(old_key, new_key, batch_size=options["batch_size"])
         except KeyRotationError as exc:
             raise CommandError(str(exc))
-        record_event("key_rotated", actor="staff:command", message=f"{rotated} token(s) re-encrypted.")
-        self.stdout.write(self.style.SUCCESS(f"{rotated} token(s) re-encrypted under the new key."))
+        done = f"{rotated} value(s) (tokens and other secrets) re-encrypted"
+        record_event("key_rotated", actor="staff:command", message=f"{done}.")
+        self.stdout.write(self.style.SUCCESS(f"{done} under the new key."))

@@ -18,13 +18,13 @@ from django.utils.html import format_html
 from common.admin import ReadOnlyAdminMixin
 
 from . import delivery, endpoints
-from .models import Delivery, Event, EventType, WebhookEndpoint
+from .models import EVENT_DESCRIPTIONS, Delivery, Event, EventType, WebhookEndpoint
 
 
 class WebhookEndpointForm(forms.ModelForm):
     url = forms.URLField(label="URL", max_length=500, assume_scheme="https", help_text="Where events are POSTed.")
     event_types = forms.MultipleChoiceField(
-        choices=EventType.choices,
+        choices=[(value, f"{value}: {EVENT_DESCRIPTIONS[value]}") for value in EventType.values],
         widget=forms.CheckboxSelectMultiple,
         initial=EventType.values,
         help_text="Only these are sent to this endpoint.",
@@ -64,11 +64,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ("name", "url", "types", "is_active", "failing_since", "last_success_at", "disabled_at")
     list_filter = ("is_active",)
     search_fields = ("name", "url")
-    readonly_fields = (
-        "signing_secret", "is_active", "failing_since", "last_success_at", "disabled_at", "disabled_reason",
-        "staff_told_at", "staff_alert_error", "created_at", "updated_at", "deliveries_link",
+    state_fields = (
+        "is_active", "failing_since", "last_success_at", "disabled_at", "disabled_reason", "staff_told_at",
+        "staff_alert_error", "created_at", "updated_at", "deliveries_link",
     )  # fmt: skip
+    readonly_fields = ("signing_secret", *state_fields)
     actions = ["rotate_secret", "enable_again", "disable"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = (None, {"fields": ("name", "url", "event_types", "signing_secret")})
+        return [main] if obj is None else [main, ("State", {"fields": self.state_fields})]
 
     def get_queryset(self, request):
         # Pages never need the secrets: they are not decrypted to draw a list or a form.
@@ -166,9 +171,8 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
-        "id", "event_link", "endpoint", "status", "attempts", "last_status_code", "last_error",
-        "last_attempt_at", "next_attempt_at", "delivered_at",
-    )  # fmt: skip
+        "event_link", "endpoint", "status", "attempts", "last_status_code", "last_attempt_at", "next_attempt_at",
+    )
     list_filter = ("status", "endpoint", "event__type")
     list_select_related = ("event", "endpoint")
     search_fields = ("event__event_id", "event__client__name")

@@ -14,11 +14,20 @@ from tokens.crypto import EncryptedTokenField
 
 
 class EventType(models.TextChoices):
-    CONNECTION_CREATED = "connection.created", "connection.created: a client connected a configuration"
-    CONNECTION_EXPIRING = "connection.expiring", "connection.expiring: a token reached a reminder stage"
-    CONNECTION_BROKEN = "connection.broken", "connection.broken: invalid, revoked, access ended, app removed"
-    CONNECTION_RECONNECTED = "connection.reconnected", "connection.reconnected: a new token replaced an earlier one"
-    ASSET_ACCESS_ENDING = "asset.access_ending", "asset.access_ending: access to one asset ends (or has ended)"
+    CONNECTION_CREATED = "connection.created", "connection.created"
+    CONNECTION_EXPIRING = "connection.expiring", "connection.expiring"
+    CONNECTION_BROKEN = "connection.broken", "connection.broken"
+    CONNECTION_RECONNECTED = "connection.reconnected", "connection.reconnected"
+    ASSET_ACCESS_ENDING = "asset.access_ending", "asset.access_ending"
+
+
+EVENT_DESCRIPTIONS = {
+    EventType.CONNECTION_CREATED: "a client connected a configuration for the first time",
+    EventType.CONNECTION_EXPIRING: "a token reached a reminder stage (the day it breaks is given)",
+    EventType.CONNECTION_BROKEN: "a token stopped working: invalid, revoked, app removed, access ended",
+    EventType.CONNECTION_RECONNECTED: "a new token replaced an earlier one (covered and missing assets)",
+    EventType.ASSET_ACCESS_ENDING: "access to one asset ends soon, or has ended",
+}
 
 
 class WebhookEndpoint(models.Model):
@@ -95,7 +104,7 @@ class Delivery(models.Model):
     """One event to one endpoint: claimed, attempted, retried with backoff, recorded."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending (next attempt scheduled)"
+        PENDING = "pending", "Pending"
         SUCCEEDED = "succeeded", "Delivered"
         FAILED = "failed", "Failed (gave up)"
 

@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common.staff import staff_alert_recipients
+from tokens.crypto import TokenDecryptionError
 
 from . import emails, signing
 from .models import Delivery, WebhookEndpoint
@@ -84,7 +85,12 @@ def attempt_delivery(delivery_id: int, *, session=None) -> str:
     )
     if not claimed:
         return NOT_CLAIMED
-    delivery = Delivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    # The secrets are read (decrypted) only when signing, where an unreadable one is a recorded failure.
+    delivery = (
+        Delivery.objects.select_related("event", "endpoint")
+        .defer("endpoint__secret", "endpoint__previous_secret")
+        .get(pk=delivery_id)
+    )
     code, error = post(delivery, session=session)
     return record_outcome(delivery, lease, code, error)
 
@@ -102,14 +108,16 @@ def post(delivery: Delivery, *, session=None) -> tuple[int | None, str]:
     event, endpoint = delivery.event, delivery.endpoint
     body = signing.encode_body(event.envelope())
     now = timezone.now()
+    try:
+        secrets = signing_secrets(endpoint, now)
+    except TokenDecryptionError:
+        return None, "The signing secret does not decrypt with the configured keys (see check_token_encryption)."
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         signing.EVENT_ID_HEADER: event.event_id,
         signing.EVENT_TYPE_HEADER: event.type,
-        signing.SIGNATURE_HEADER: signing.signature_header(
-            signing_secrets(endpoint, now), int(now.timestamp()), body
-        ),
+        signing.SIGNATURE_HEADER: signing.signature_header(secrets, int(now.timestamp()), body),
     }
     try:
         response = (session or requests).post(

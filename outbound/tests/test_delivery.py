@@ -122,6 +122,21 @@ def test_an_unreachable_receiver_is_recorded_by_error_class_only(clock, db):
     assert (row.last_status_code, row.last_error) == (None, "ConnectionError")
 
 
+def test_a_secret_no_key_can_read_is_a_recorded_failure_and_nothing_is_sent(receiver, endpoint, clock):
+    from tokens import crypto
+
+    with connection.cursor() as cursor:
+        foreign = crypto.encrypt("whsec_under-another-key", key="some-other-key-xxxxxxxxxxxxxxxxxxxxxxxx")
+        cursor.execute("UPDATE outbound_webhookendpoint SET secret = %s WHERE id = %s", [foreign, endpoint.pk])
+    row = Delivery.objects.get(event=emit())
+
+    assert deliver_all() == [delivery.RETRYING]
+
+    row.refresh_from_db()
+    assert row.last_error.startswith("The signing secret does not decrypt") and row.last_status_code is None
+    assert receiver.received == []
+
+
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(receiver, endpoint, clock):
     receiver.answers = [302]
     row = Delivery.objects.get(event=emit())

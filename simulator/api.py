@@ -329,6 +329,68 @@ def migrate_to_managed_accounts(business_id: str) -> datetime:
     return business.managed_accounts_since + core.MANAGED_ACCOUNT_GRACE
 
 
+def revoke_permission(permission: str, *, token: str | None = None, person_id: str | None = None) -> int:
+    """The person removes one permission from the app (as `DELETE /me/permissions/{permission}`).
+
+    Name the person by one of their tokens or by their user id; every token of theirs loses it
+    (Page tokens too). Reads that needed it answer 10 or 200 from then on. Returns how many
+    tokens changed.
+    """
+    if token is not None:
+        found = SimToken.objects.filter(value=token).select_related(*core.TOKEN_RELATIONS).first()
+        if found is None:
+            raise LookupError("The simulator has no such token.")
+        return core.revoke(found, permission)
+    found = (
+        SimToken.objects.filter(person__user_id=person_id, type=SimToken.Type.USER)
+        .select_related(*core.TOKEN_RELATIONS)
+        .order_by("-id")
+        .first()
+    )
+    if found is None:
+        raise LookupError(f"The simulator has no user token of person {person_id!r}.")
+    return core.revoke(found, permission)
+
+
+def page_token(token: str, page_id: str) -> str:
+    """The Page token `/me/accounts` hands this user or system-user token for one of its Pages."""
+    parent = SimToken.objects.filter(value=token).select_related(*core.TOKEN_RELATIONS).first()
+    page = SimAsset.objects.filter(asset_id=page_id, kind=SimAsset.Kind.PAGE).first()
+    if parent is None or page is None or page_id not in parent.asset_ids:
+        raise LookupError("That token has no such Page.")
+    return core.page_token_for(parent, page).value
+
+
+def throttle_business(business_id: str, *, minutes: float = 60, use_cases: Iterable[str] = ()) -> datetime:
+    """Meta throttles one business: its business-use-case calls (ads, Pages with system-user or
+    Page tokens, Instagram, WhatsApp, catalogs; or only the use cases named) answer 80004,
+    80001, ... with X-Business-Use-Case-Usage at 100 until then. Other businesses are unaffected."""
+    from .limits import USE_CASE_CODES
+
+    unknown = set(use_cases) - set(USE_CASE_CODES)
+    if unknown:
+        raise ValueError(f"Unknown use cases {sorted(unknown)}; Meta's are {sorted(USE_CASE_CODES)}.")
+    if minutes <= 0:
+        raise ValueError("Throttle for a positive number of minutes.")
+    business = _business(business_id)
+    business.throttled_until = core.now() + timedelta(minutes=minutes)
+    business.throttled_use_cases = sorted(set(use_cases))
+    business.save(update_fields=["throttled_until", "throttled_use_cases"])
+    return business.throttled_until
+
+
+def clear_throttles(business_id: str | None = None) -> None:
+    businesses = SimBusiness.objects.all()
+    if business_id is not None:
+        businesses = businesses.filter(pk=_business(business_id).pk)
+    businesses.update(throttled_until=None, throttled_use_cases=[])
+
+
+def expire_data_access(value: str) -> bool:
+    """The person's data access to the app ends now (90 days without activity): 190 / 463 from then on."""
+    return bool(SimToken.objects.filter(value=value).update(data_access_expires_at=core.now() - timedelta(seconds=1)))
+
+
 def expire_token(value: str) -> bool:
     """Make the token expired now (190 / 463 from then on)."""
     return bool(SimToken.objects.filter(value=value).update(expires_at=core.now() - timedelta(seconds=1)))
@@ -541,10 +603,17 @@ def clear_faults() -> None:
     set_faults()
 
 
-def set_usage(percent: int) -> None:
-    """Make the usage headers report at least this percentage (to test slowing down before 100)."""
+def set_usage(percent: int, *, business_id: str | None = None) -> None:
+    """Make the usage headers report at least this percentage (to test slowing down before 100).
+
+    With a business, only that business's X-Business-Use-Case-Usage entries.
+    """
+    percent = max(0, min(100, int(percent)))
+    if business_id is not None:
+        SimBusiness.objects.filter(pk=_business(business_id).pk).update(usage_floor_percent=percent)
+        return
     core.state()
-    SimState.objects.filter(pk=1).update(usage_floor_percent=max(0, min(100, int(percent))))
+    SimState.objects.filter(pk=1).update(usage_floor_percent=percent)
 
 
 def advance_clock(seconds: float) -> datetime:

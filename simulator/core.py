@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -163,7 +163,17 @@ class Memo:
         return set(self.person_businesses[person.pk])
 
 
-TOKEN_RELATIONS = ("app", "person", "system_user__business", "business")
+TOKEN_RELATIONS = (
+    "app",
+    "person",
+    "system_user__business",
+    "business",
+    "page__owner",
+    "parent__app",
+    "parent__person",
+    "parent__business",
+    "parent__system_user",
+)
 _memo: ContextVar[Memo | None] = ContextVar("simulator_memo", default=None)
 
 
@@ -230,7 +240,8 @@ class GraphFault(Exception):
         self.is_transient = is_transient
         self.headers = headers or {}
 
-    def payload(self) -> dict:
+    def payload(self, trace_id: str | None = None) -> dict:
+        """Meta's error JSON; `trace_id` is the response's x-fb-trace-id, which Meta repeats here."""
         error: dict = {"message": self.message, "type": self.error_type, "code": self.code}
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
@@ -239,7 +250,7 @@ class GraphFault(Exception):
         if self.user_msg:
             error["error_user_msg"] = self.user_msg
         error["is_transient"] = self.is_transient
-        error["fbtrace_id"] = fbtrace_id()
+        error["fbtrace_id"] = trace_id or fbtrace_id()
         return {"error": error}
 
 
@@ -277,8 +288,20 @@ def _human_time(moment: datetime) -> str:
     return moment.strftime("%A, %d-%b-%y %H:%M:%S UTC")
 
 
+DATA_ACCESS_EXPIRED_MESSAGE = (
+    "Error validating access token: Data access for this user expired on {expired}. The current time is {now}. "
+    "The person must log in to the app again."
+)
+PAGE_ROLE_CHANGED_MESSAGE = INVALIDATION_MESSAGES[492]
+
+
 def token_problem(token: SimToken, at: datetime) -> tuple[int | None, str] | None:
-    """Why this token no longer works, as (190 subcode, message), or None while it is valid."""
+    """Why this token no longer works, as (190 subcode, message), or None while it is valid.
+
+    A Page token also dies with the access of the token it was derived from: that token's own
+    problem (invalidated, expired, data access ended), or the person's access to the Page ending
+    after a managed-accounts migration (D14).
+    """
     if token.invalid_subcode is not None:
         template = token.invalid_message or INVALIDATION_MESSAGES.get(
             token.invalid_subcode, "Invalid OAuth access token."
@@ -286,6 +309,17 @@ def token_problem(token: SimToken, at: datetime) -> tuple[int | None, str] | Non
         return token.invalid_subcode, template.format(app_id=token.app.app_id, expired="", now="")
     if token.expires_at is not None and token.expires_at <= at:
         return 463, INVALIDATION_MESSAGES[463].format(expired=_human_time(token.expires_at), now=_human_time(at))
+    if token.type == SimToken.Type.USER and token.data_access_expires_at and token.data_access_expires_at <= at:
+        return 463, DATA_ACCESS_EXPIRED_MESSAGE.format(
+            expired=_human_time(token.data_access_expires_at), now=_human_time(at)
+        )
+    if token.type == SimToken.Type.PAGE and token.parent is not None:
+        problem = token_problem(token.parent, at)
+        if problem:
+            return problem
+        ends = personal_access_ends(token.parent, token.page.owner) if token.page else None
+        if ends is not None and ends <= at:
+            return 492, PAGE_ROLE_CHANGED_MESSAGE
     return None
 
 
@@ -370,7 +404,7 @@ def check_proof(caller: Caller, params: dict, *, required: bool | None = None) -
                 100, "API calls from the server require an appsecret_proof argument", error_type="GraphMethodException"
             )
         return
-    invalid = GraphFault(100, "Invalid appsecret_proof provided in the API argument")
+    invalid = GraphFault(100, "Invalid appsecret_proof provided in the API argument", error_type="GraphMethodException")
     if proof_time is not None:
         # The caller's clock is real time, so the 5-minute window is checked against Django's
         # clock, not the simulator's advanced one.
@@ -423,26 +457,6 @@ def timeout_fault() -> GraphFault:
         "An unexpected error has occurred. Please retry your request later.",
         status=504,
         is_transient=True,
-    )
-
-
-RATE_LIMIT_MESSAGES = {
-    4: "(#4) Application request limit reached",
-    17: "(#17) User request limit reached",
-    32: "(#32) Page request limit reached",
-    613: "(#613) Calls to this api have exceeded the rate limit.",
-    80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
-    80004: "(#80004) There have been too many calls to this ad-account. Wait a bit and try again.",
-    80008: "(#80008) There have been too many calls to this WhatsApp Business account. Wait a bit and try again.",
-}
-
-
-def rate_limit_fault(code: int) -> GraphFault:
-    return GraphFault(
-        code,
-        RATE_LIMIT_MESSAGES.get(code, f"(#{code}) Rate limit reached"),
-        is_transient=True,
-        status=400,
     )
 
 
@@ -507,6 +521,13 @@ PERMISSION_TARGETS = {
 }
 
 
+def effective_scopes(token: SimToken) -> list[str]:
+    """A Page token holds the permissions of the token it came from, as they are now."""
+    if token.type == SimToken.Type.PAGE and token.parent is not None:
+        return list(token.parent.scopes)
+    return list(token.scopes)
+
+
 def granular_scopes(token: SimToken) -> list[dict]:
     memo = _memo.get()
     if memo is not None:
@@ -514,7 +535,7 @@ def granular_scopes(token: SimToken) -> list[dict]:
     else:
         assets = list(SimAsset.objects.filter(asset_id__in=token.asset_ids).values_list("asset_id", "kind"))
     result = []
-    for scope in token.scopes:
+    for scope in effective_scopes(token):
         kind = PERMISSION_TARGETS.get(scope)
         if kind is None:
             result.append({"scope": scope})
@@ -525,9 +546,55 @@ def granular_scopes(token: SimToken) -> list[dict]:
     return result
 
 
+# Reading an asset needs one of the permissions granted on its kind (pixels go with ad accounts);
+# a business node and its edges need business_management.
+READ_PERMISSIONS: dict[str, frozenset[str]] = {
+    kind: frozenset(p for p, target in PERMISSION_TARGETS.items() if target == kind)
+    for kind in {*SimAsset.Kind.values, "business"}
+}
+READ_PERMISSIONS[SimAsset.Kind.PIXEL] = READ_PERMISSIONS[SimAsset.Kind.AD_ACCOUNT]
+
+# Meta documents the codes (10, 200-299) and these messages are the ones it sends for each kind;
+# which kind gets 10 and which 200 is the simulator's choice (D14).
+PERMISSION_ERRORS = {
+    SimAsset.Kind.PAGE: (
+        10,
+        "(#10) This endpoint requires the 'pages_read_engagement' permission or the 'Page Public Content Access' "
+        "feature.",
+    ),
+    SimAsset.Kind.AD_ACCOUNT: (200, "(#200) Ad account owner has NOT grant ads_management or ads_read permission"),
+    SimAsset.Kind.PIXEL: (200, "(#200) Ad account owner has NOT grant ads_management or ads_read permission"),
+    SimAsset.Kind.INSTAGRAM_ACCOUNT: (10, "(#10) Application does not have permission for this action"),
+    SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT: (
+        200,
+        "(#200) Requires whatsapp_business_management permission to manage the object",
+    ),
+    SimAsset.Kind.CATALOG: (200, "(#200) Requires catalog_management permission to manage the object"),
+    "business": (200, "(#200) Requires business_management permission to manage the object"),
+}
+
+
+def require_permission(token: SimToken | None, kind: str) -> None:
+    """Refuse a read the token's permissions no longer cover (app tokens read as the app)."""
+    if token is None or READ_PERMISSIONS[kind] & set(effective_scopes(token)):
+        return
+    code, message = PERMISSION_ERRORS[kind]
+    raise GraphFault(code, message)
+
+
+def grantor(token: SimToken) -> SimToken:
+    """The token whose grant a Page token rides on (the token itself otherwise)."""
+    if token.type == SimToken.Type.PAGE and token.parent is not None:
+        return token.parent
+    return token
+
+
 def personal_access_ends(token: SimToken | None, business: SimBusiness) -> datetime | None:
     """When a personal-account grant on this business's assets ends (managed-accounts migration)."""
-    if token is None or token.type != SimToken.Type.USER or business.managed_accounts_since is None:
+    if token is None:
+        return None
+    token = grantor(token)
+    if token.type != SimToken.Type.USER or business.managed_accounts_since is None:
         return None
     if token.person and token.person.is_managed_account:
         return None
@@ -535,14 +602,25 @@ def personal_access_ends(token: SimToken | None, business: SimBusiness) -> datet
 
 
 def token_business_ids(token: SimToken) -> set[str]:
+    """The businesses a token reaches: a person's through their roles; a system user's (and a
+    Page token's from it) only the client business that installed the app."""
     ids = {token.business.business_id} if token.business else set()
-    if token.person:
+    if token.type == SimToken.Type.USER and token.person:
         memo = _memo.get()
         if memo is not None:
             ids |= memo.businesses_of(token.person)
         else:
             ids |= set(token.person.businesses.values_list("business_id", flat=True))
     return ids
+
+
+def in_client_business(token: SimToken, asset: SimAsset) -> bool:
+    """A system-user token reaches only assets its business owns or manages for another business."""
+    if grantor(token).type != SimToken.Type.SYSTEM_USER or token.business_id is None:
+        return True
+    if asset.owner_id == token.business_id:
+        return True
+    return asset.client_of.filter(pk=token.business_id).exists()
 
 
 # --- issuing ----------------------------------------------------------------------------------
@@ -583,7 +661,7 @@ def create_token(
         if business is None:
             raise ValueError("A system-user token needs a business.")
         system_user = system_user_for(app, business)
-    elif "public_profile" not in scopes:
+    elif token_type == SimToken.Type.USER and "public_profile" not in scopes:
         # Granted automatically with any user token (facts file).
         scopes = [*scopes, "public_profile"]
     return SimToken.objects.create(
@@ -603,6 +681,44 @@ def create_token(
         long_lived=long_lived,
         is_primary=is_primary,
     )
+
+
+def page_token_for(parent: SimToken, page: SimAsset) -> SimToken:
+    """The Page token a user or system-user token gets for one of its Pages (`/me/accounts`).
+
+    One per (token, Page), so reading the edge twice answers the same token, as Meta's do while
+    nothing changes. From a long-lived user token it never expires by itself (`expires_at: 0`);
+    from a short-lived one it lives as long; either way it dies with its parent's access.
+    """
+    existing = SimToken.objects.select_related(*TOKEN_RELATIONS).filter(
+        type=SimToken.Type.PAGE, parent=parent, page=page
+    )
+    found = existing.first()
+    if found is not None:
+        return found
+    never = parent.type == SimToken.Type.USER and parent.long_lived
+    try:
+        with transaction.atomic():
+            SimToken.objects.create(
+                value=new_token_value(),
+                app=parent.app,
+                type=SimToken.Type.PAGE,
+                person=parent.person,
+                system_user=parent.system_user,
+                business=parent.business,
+                configuration=parent.configuration,
+                parent=parent,
+                page=page,
+                scopes=list(parent.scopes),
+                asset_ids=[page.asset_id],
+                issued_at=now(),
+                expires_at=None if never else parent.expires_at,
+                data_access_expires_at=parent.data_access_expires_at,
+                long_lived=never,
+            )
+    except IntegrityError:
+        pass  # another request made it first
+    return existing.get()
 
 
 def token_lifetime_for(configuration: SimConfiguration | None, token_type: str) -> timedelta | None:
@@ -638,6 +754,31 @@ def create_code(
         created_at=at,
         expires_at=at + lifetime,
     )
+
+
+def revoke(token: SimToken, permission: str | None) -> int:
+    """The person (or system user) behind this token removes one permission, or the app.
+
+    Their grant is one, whichever of their tokens asks: every token of theirs for this app
+    loses the permission (declined from then on), and Page tokens with them, since a Page
+    token reads its parent's permissions. Without a permission the app is removed: 190/458.
+    """
+    token = grantor(token)
+    if token.type == SimToken.Type.SYSTEM_USER:
+        tokens = SimToken.objects.filter(app=token.app, system_user=token.system_user)
+    else:
+        tokens = SimToken.objects.filter(app=token.app, person=token.person, type=SimToken.Type.USER)
+    if not permission:
+        return invalidate_tokens(tokens, 458)
+    changed = 0
+    with transaction.atomic():
+        for each in tokens.select_for_update():
+            if permission in each.scopes:
+                each.scopes = [s for s in each.scopes if s != permission]
+                each.declined_scopes = [*each.declined_scopes, permission]
+                each.save(update_fields=["scopes", "declined_scopes"])
+                changed += 1
+    return changed
 
 
 def invalidate_tokens(tokens, subcode: int, message: str = "") -> int:

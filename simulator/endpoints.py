@@ -1,7 +1,8 @@
-"""The Graph API as Meta serves it: routing, nodes, fields, edges, pagination, batch.
+"""The Graph API as Meta serves it: routing, nodes, fields, edges, pagination.
 
-HTTP-free: a `Call` goes in, a `Reply` comes out. `views.graph` adapts HTTP; batch items
-run through the same `execute()` so an item behaves exactly like a single request.
+HTTP-free: a `Call` goes in, a `Reply` comes out. `serving.serve` adds what every request
+gets (latency, counting, faults) and `batch` runs a batch's items through the same
+`execute()`, so an item behaves exactly like a single request.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import hmac
 import json
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from django.db import transaction
 
-from . import core
+from . import core, limits
 from .core import Caller, GraphFault
 from .models import (
     SimApp,
@@ -37,7 +39,6 @@ DEFAULT_VERSION = "v26.0"
 OLDEST_LIVE_VERSION = "v23.0"
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 500
-MAX_BATCH_ITEMS = 50
 VERSION_RE = re.compile(r"^v\d+\.\d+$")
 
 
@@ -65,83 +66,108 @@ class Reply:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     timed_out: bool = False
+    # The x-fb-trace-id header; an error body's fbtrace_id is the same value, as Meta's is.
+    trace_id: str = field(default_factory=core.fbtrace_id)
+
+
+def error_reply(fault: GraphFault, headers: dict[str, str], *, timed_out: bool = False) -> Reply:
+    trace_id = core.fbtrace_id()
+    return Reply(
+        fault.status, fault.payload(trace_id), {**headers, **fault.headers}, timed_out=timed_out, trace_id=trace_id
+    )
 
 
 @dataclass
 class Context:
-    """What a call touched, for the usage headers."""
+    """What a call touched, for the usage headers and business-use-case throttling."""
 
     caller: Caller | None = None
     ad_account_id: str | None = None
     asset_kind: str | None = None
+    touched: limits.Touched = field(default_factory=limits.Touched)
+
+    @property
+    def token(self) -> SimToken | None:
+        return self.caller.token if self.caller else None
+
+    def touch(self, asset: SimAsset) -> None:
+        self.touched.touch(asset, self.token)
 
 
-# --- entry points ------------------------------------------------------------------------------
+# The call being executed, so rendering any asset (a node, an edge's item, a nested field)
+# records the use case it falls under.
+_context: ContextVar[Context | None] = ContextVar("simulator_call_context", default=None)
 
 
-def serve(call: Call) -> Reply:
-    """One HTTP request: latency, counting, faults, then the call itself (or a batch)."""
-    with core.request_memo():
-        return _serve(call)
+def usage_headers(current: SimState, ctx: Context, at: datetime, *, injected_throttle: bool = False) -> dict:
+    return limits.usage_headers(
+        current, ctx.touched, at, ad_account_id=ctx.ad_account_id, injected_throttle=injected_throttle
+    )
 
 
-def _serve(call: Call) -> Reply:
-    current = core.state()
-    memo = core.current_memo()
-    if memo is not None:
-        memo.clock_offset = current.clock_offset_seconds  # core.now() needn't read the row again
-    if current.latency_ms:
-        time.sleep(current.latency_ms / 1000)
-    at = core.now()
-    if not call.path.strip("/") and call.method == "POST" and "batch" in call.params:
-        return run_batch(call, current, at)
-    # `?ids=a,b,c` counts as three calls (a malformed list is refused later, in route()).
-    calls = len([part for part in call.params.get("ids", "").split(",") if part.strip()]) or 1
-    current = core.record_calls(calls, at)
-    fault = core.draw_fault(current)
-    if fault:
-        return fault_reply(fault, call, current)
-    return execute(call, at, current)
+# --- one call ----------------------------------------------------------------------------------
 
 
 def execute(call: Call, at: datetime, current: SimState) -> Reply:
     ctx = Context()
+    reset = _context.set(ctx)
     try:
         body = route(call, at, ctx)
-        return Reply(200, body, usage_headers(current, ctx))
     except GraphFault as fault:
-        return Reply(fault.status, fault.payload(), {**usage_headers(current, ctx), **fault.headers})
+        return error_reply(fault, usage_headers(current, ctx, at))
+    finally:
+        _context.reset(reset)
+    throttled = ctx.touched.throttled(at)
+    if throttled is not None:
+        # A business throttled on a use case this call falls under: Meta answers the use case's
+        # code, and only calls of that business (and use case) are refused.
+        _, use_case, _ = throttled
+        return error_reply(limits.throttled_fault(use_case), usage_headers(current, ctx, at))
+    return Reply(200, body, usage_headers(current, ctx, at))
 
 
 def fault_reply(kind: str, call: Call, current: SimState) -> Reply:
+    """An injected fault (set_faults): a timeout, a transient error or a rate limit."""
+    at = core.now()
     ctx = Context(ad_account_id=ad_account_in(call.path))
     if kind == "timeout":
         if current.timeout_hang_ms:
             time.sleep(current.timeout_hang_ms / 1000)
-        fault = core.timeout_fault()
-        return Reply(fault.status, fault.payload(), usage_headers(current, ctx), timed_out=True)
+        return error_reply(core.timeout_fault(), usage_headers(current, ctx, at), timed_out=True)
     if kind == "error":
-        fault = core.transient_fault(current.call_count)
-        return Reply(fault.status, fault.payload(), usage_headers(current, ctx))
+        return error_reply(core.transient_fault(current.call_count), usage_headers(current, ctx, at))
     try:
-        ctx.caller = core.resolve_caller(call.token, core.now()) if call.token else None
+        ctx.caller = core.resolve_caller(call.token, at) if call.token else None
     except GraphFault:
         ctx.caller = None
-    fault = core.rate_limit_fault(rate_limit_code(current, call, ctx))
-    return Reply(fault.status, fault.payload(), usage_headers(current, ctx, throttled=True))
+    code = rate_limit_code(current, call, ctx)
+    return error_reply(limits.rate_limit_fault(code), usage_headers(current, ctx, at, injected_throttle=True))
 
 
 def rate_limit_code(current: SimState, call: Call, ctx: Context) -> int:
+    """The code of an injected rate limit: the one set, else the one Meta uses for that call.
+
+    The asset the path names decides: business-use-case calls get their use case's code
+    (80004 ads management, 80000 insights, 80001 Pages with a system-user or Page token...);
+    otherwise 4 for app tokens, 32 for Pages with a user token, 17 for the rest.
+    """
+    segments = [s for s in call.path.split("/") if s]
+    asset_id = ctx.ad_account_id or (segments[0] if segments else None)
+    asset = SimAsset.objects.select_related("owner").filter(asset_id=asset_id).first() if asset_id else None
+    token = ctx.token
+    use_case = None
+    if asset is not None and token is not None:
+        insights = ctx.ad_account_id is not None and "insights" in segments
+        use_case = "ads_insights" if insights else limits.use_case_for(asset.kind, token)
+        if use_case:
+            ctx.touched.add(limits.business_for(token, asset), use_case)
     if current.rate_limit_code:
         return current.rate_limit_code
-    if ctx.ad_account_id:
-        return 80004
-    if ctx.caller is None or ctx.caller.is_app:
+    if token is None:
         return 4
-    first = next((s for s in call.path.split("/") if s), "")
-    kind = SimAsset.objects.filter(asset_id=first).values_list("kind", flat=True).first()
-    # Page calls are throttled per Page (32); WhatsApp per business account (80008).
-    return {SimAsset.Kind.PAGE: 32, SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT: 80008}.get(kind, 17)
+    if use_case:
+        return limits.USE_CASE_CODES[use_case][0]
+    return 32 if asset is not None and asset.kind == SimAsset.Kind.PAGE else 17
 
 
 def ad_account_in(path: str) -> str | None:
@@ -149,55 +175,6 @@ def ad_account_in(path: str) -> str | None:
         if segment.startswith("act_"):
             return segment.removeprefix("act_")
     return None
-
-
-BUSINESS_USE_CASE_TYPES = {
-    SimAsset.Kind.AD_ACCOUNT: "ads_management",
-    SimAsset.Kind.PAGE: "pages",
-    SimAsset.Kind.INSTAGRAM_ACCOUNT: "instagram",
-    SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT: "whatsapp_business_management",
-    SimAsset.Kind.CATALOG: "catalog_management",
-}
-
-
-def usage_headers(current: SimState, ctx: Context, *, throttled: bool = False) -> dict[str, str]:
-    percent = 100 if throttled else core.usage_percent(current)
-    regain_minutes = 5 if throttled else 0
-    headers = {
-        "X-App-Usage": json.dumps(
-            {"call_count": percent, "total_cputime": percent // 2, "total_time": percent // 2}, separators=(",", ":")
-        )
-    }
-    token = ctx.caller.token if ctx.caller else None
-    if token is not None and token.business_id:
-        use_case = BUSINESS_USE_CASE_TYPES.get(
-            SimAsset.Kind.AD_ACCOUNT if ctx.ad_account_id else ctx.asset_kind, "business_management"
-        )
-        headers["X-Business-Use-Case-Usage"] = json.dumps(
-            {
-                token.business.business_id: [
-                    {
-                        "type": use_case,
-                        "call_count": percent,
-                        "total_cputime": percent // 2,
-                        "total_time": percent // 2,
-                        "estimated_time_to_regain_access": regain_minutes,
-                        "ads_api_access_tier": "standard_access",
-                    }
-                ]
-            },
-            separators=(",", ":"),
-        )
-    if ctx.ad_account_id:
-        headers["X-Ad-Account-Usage"] = json.dumps(
-            {
-                "acc_id_util_pct": percent,
-                "reset_time_duration": 300 if throttled else 0,
-                "ads_api_access_tier": "standard_access",
-            },
-            separators=(",", ":"),
-        )
-    return headers
 
 
 # --- routing -----------------------------------------------------------------------------------
@@ -218,16 +195,19 @@ def route(call: Call, at: datetime, ctx: Context) -> Any:
         raise GraphFault(100, "(#100) Missing or invalid request", error_type="GraphMethodException")
     if segments == ["debug_token"]:
         return debug_token(call.params, caller, at)
-    node = load_node(segments[0], caller, at)
+    edge = segments[1] if len(segments) > 1 else None
+    # Token management answers 200 for a missing permission itself (with its own HTTP status).
+    node = load_node(segments[0], caller, at, check_permission=edge != "system_user_access_tokens")
     ctx.asset_kind = node.obj.kind if isinstance(node.obj, SimAsset) else None
-    if len(segments) == 1:
+    if edge is None:
         if method != "GET":
             raise core.missing_object(segments[0], method.lower())
         return render(node, parse_fields(call.params.get("fields", "")), call, caller, at)
-    edge = segments[1]
     if edge == "permissions" and node.kind == "user_like":
         if method == "DELETE":
-            return revoke_permissions(caller, segments[2] if len(segments) > 2 else None)
+            # The permission may be in the path or, as Meta's SDK sends it, in a parameter.
+            permission = segments[2] if len(segments) > 2 else call.params.get("permission")
+            return revoke_permissions(caller, permission or None)
         return page_of(permission_rows(caller), call.params, call, f"{segments[0]}/permissions")
     if edge == "system_user_access_tokens" and node.kind == "business":
         if method != "POST":
@@ -239,7 +219,8 @@ def route(call: Call, at: datetime, ctx: Context) -> Any:
     if edge not in edges:
         raise GraphFault(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type ({node.type_name})")
     items = edges[edge]()
-    rows = [render(item, parse_fields(call.params.get("fields", "")), call, caller, at) for item in items]
+    spec = parse_fields(call.params.get("fields", "")) or edge_default_fields(edge)
+    rows = [render(item, spec, call, caller, at) for item in items]
     return page_of(rows, call.params, call, f"{segments[0]}/{edge}")
 
 
@@ -284,63 +265,91 @@ ASSET_TYPE_NAMES = {
     SimAsset.Kind.CATALOG: "ProductCatalog",
     SimAsset.Kind.PIXEL: "AdsPixel",
 }
-# user_access_expire_time exists on Page, AdAccount, Business, AdsPixel and ProductCatalog (Meta's SDK).
-EXPIRE_TIME_KINDS = {SimAsset.Kind.PAGE, SimAsset.Kind.AD_ACCOUNT, SimAsset.Kind.CATALOG, SimAsset.Kind.PIXEL}
+# user_access_expire_time: on Page, AdAccount, Business, AdsPixel and ProductCatalog (Meta's SDK),
+# and on Instagram and WhatsApp Business accounts, whose personal-account grants end the same way
+# in a managed-accounts migration (D14).
+EXPIRE_TIME_KINDS = set(SimAsset.Kind.values)
+# The tasks a person with full control of a Page can do (the `tasks` field of /me/accounts).
+PAGE_TASKS = ["ADVERTISE", "ANALYZE", "CREATE_CONTENT", "MESSAGING", "MODERATE", "MANAGE"]
 
 
-def load_node(object_id: str, caller: Caller, at: datetime) -> Node:
+def _asset(object_id: str, kind: str | None = None) -> SimAsset | None:
+    memo = core.current_memo()
+    if memo is not None:
+        found = memo.assets_among([object_id])
+        asset = found[0] if found else None
+    else:
+        asset = SimAsset.objects.select_related("owner").filter(asset_id=object_id).first()
+    if asset is not None and kind is not None and asset.kind != kind:
+        return None
+    return asset
+
+
+def _business(object_id: str) -> SimBusiness | None:
+    memo = core.current_memo()
+    if memo is not None:
+        found = memo.businesses_among([object_id])
+        return found[0] if found else None
+    return SimBusiness.objects.filter(business_id=object_id).first()
+
+
+def load_node(object_id: str, caller: Caller, at: datetime, *, check_permission: bool = True) -> Node:
+    """The node an id names, as this caller may see it; 100/33 for what it may not, and the
+    permission error (10 or 200) for what it sees but no longer has the permission to read."""
     token = caller.token
     if object_id == "me":
         if token is None:
             raise GraphFault(2500, "An active access token must be used to query information about the current user.")
         if token.type == SimToken.Type.SYSTEM_USER:
             return Node("SystemUser", "user_like", token.system_user)
+        if token.type == SimToken.Type.PAGE:
+            return _asset_node(token.page, token, at, "me", check_permission)
         return Node("User", "user_like", token.person)
-    memo = core.current_memo()
     if object_id.startswith("act_"):
-        if memo is not None:
-            found = memo.assets_among([object_id.removeprefix("act_")])
-            asset = found[0] if found and found[0].kind == SimAsset.Kind.AD_ACCOUNT else None
-        else:
-            asset = SimAsset.objects.filter(
-                asset_id=object_id.removeprefix("act_"), kind=SimAsset.Kind.AD_ACCOUNT
-            ).first()
-        if asset is None or not can_see_asset(token, asset, at):
+        asset = _asset(object_id.removeprefix("act_"), SimAsset.Kind.AD_ACCOUNT)
+        if asset is None:
             raise core.missing_object(object_id)
-        return Node("AdAccount", "asset", asset)
+        return _asset_node(asset, token, at, object_id, check_permission)
     if object_id == caller.app.app_id:
         return Node("Application", "app", caller.app)
     if token is not None:
-        if memo is not None:
-            found = memo.assets_among([object_id])
-            asset = found[0] if found else None
-        else:
-            asset = SimAsset.objects.select_related("owner").filter(asset_id=object_id).first()
-        if asset is not None and asset.kind != SimAsset.Kind.AD_ACCOUNT and can_see_asset(token, asset, at):
-            return Node(ASSET_TYPE_NAMES[asset.kind], "asset", asset)
-        if memo is not None:
-            found_businesses = memo.businesses_among([object_id])
-            business = found_businesses[0] if found_businesses else None
-        else:
-            business = SimBusiness.objects.filter(business_id=object_id).first()
+        asset = _asset(object_id)
+        if asset is not None and asset.kind != SimAsset.Kind.AD_ACCOUNT:
+            return _asset_node(asset, token, at, object_id, check_permission)
+        business = _business(object_id)
         if business is not None and object_id in core.token_business_ids(token):
+            if check_permission:
+                core.require_permission(token, "business")
             return Node("Business", "business", business)
-        if token.person and token.person.user_id == object_id:
+        if token.person and token.type == SimToken.Type.USER and token.person.user_id == object_id:
             return Node("User", "user_like", token.person)
-        if token.system_user and token.system_user.system_user_id == object_id:
+        if token.type == SimToken.Type.SYSTEM_USER and token.system_user.system_user_id == object_id:
             return Node("SystemUser", "user_like", token.system_user)
     raise core.missing_object(object_id)
 
 
+def _asset_node(asset: SimAsset, token: SimToken | None, at: datetime, object_id: str, check_permission: bool) -> Node:
+    if not can_see_asset(token, asset, at):
+        raise core.missing_object(object_id)
+    if check_permission:
+        core.require_permission(token, asset.kind)
+    return Node(ASSET_TYPE_NAMES[asset.kind], "asset", asset)
+
+
 def can_see_asset(token: SimToken | None, asset: SimAsset, at: datetime) -> bool:
     if token is None or asset.asset_id not in token.asset_ids:
+        return False
+    if not core.in_client_business(token, asset):
         return False
     ends = core.personal_access_ends(token, asset.owner)
     return ends is None or ends > at
 
 
 def node_fields(node: Node, caller: Caller) -> dict[str, Any]:
-    """Every field a node type has; a None value is omitted from the response, as Meta does."""
+    """Every field a node type has; a None value is omitted from the response, as Meta does.
+
+    A callable value is computed only when asked for (a Page's access_token makes a token).
+    """
     obj = node.obj
     token = caller.token
     if node.type_name == "User":
@@ -358,6 +367,9 @@ def node_fields(node: Node, caller: Caller) -> dict[str, Any]:
     if node.kind == "app":
         return {"id": obj.app_id, "name": obj.name}
     asset: SimAsset = obj
+    ctx = _context.get()
+    if ctx is not None:
+        ctx.touch(asset)
     values: dict[str, Any] = {
         "id": f"act_{asset.asset_id}" if asset.kind == SimAsset.Kind.AD_ACCOUNT else asset.asset_id,
         "name": asset.name,
@@ -370,6 +382,11 @@ def node_fields(node: Node, caller: Caller) -> dict[str, Any]:
         values.update(account_id=asset.asset_id, account_status=1, currency="USD")
     elif asset.kind == SimAsset.Kind.PAGE:
         values["category"] = "Business"
+        if token is not None and token.type != SimToken.Type.PAGE:
+            values["tasks"] = PAGE_TASKS
+            values["access_token"] = lambda: core.page_token_for(token, asset).value
+        elif token is not None:
+            values["access_token"] = token.value
     elif asset.kind == SimAsset.Kind.INSTAGRAM_ACCOUNT:
         values["username"] = asset.name.lower().replace(" ", "_")
     elif asset.kind == SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT:
@@ -378,6 +395,12 @@ def node_fields(node: Node, caller: Caller) -> dict[str, Any]:
 
 
 DEFAULT_FIELDS = {"AdAccount": ["account_id", "id"], "SystemUser": ["id", "name"]}
+# /me/accounts answers each Page with its token unless fields are asked (Meta's system-user guide).
+EDGE_DEFAULT_FIELDS = {"accounts": ["access_token", "category", "name", "id", "tasks"]}
+
+
+def edge_default_fields(edge: str) -> FieldSpec:
+    return [(name, {}, None) for name in EDGE_DEFAULT_FIELDS.get(edge, [])]
 
 
 def assets_of(ids: list[str], kind: str, token: SimToken | None, at: datetime) -> list[Node]:
@@ -389,24 +412,32 @@ def assets_of(ids: list[str], kind: str, token: SimToken | None, at: datetime) -
     return [Node(ASSET_TYPE_NAMES[a.kind], "asset", a) for a in assets if can_see_asset(token, a, at)]
 
 
+def _granted_edge(token: SimToken | None, kind: str, at: datetime):
+    """An edge listing the token's assets of one kind; reading it needs a permission on that kind."""
+
+    def load() -> list[Node]:
+        core.require_permission(token, kind)
+        return assets_of(token.asset_ids if token else [], kind, token, at)
+
+    return load
+
+
 def node_edges(node: Node, caller: Caller, at: datetime) -> dict[str, Any]:
     token = caller.token
-    granted = token.asset_ids if token else []
     if node.type_name == "User":
         return {
-            "accounts": lambda: assets_of(granted, SimAsset.Kind.PAGE, token, at),
-            "adaccounts": lambda: assets_of(granted, SimAsset.Kind.AD_ACCOUNT, token, at),
-            "businesses": lambda: [Node("Business", "business", b) for b in businesses_of(token)],
+            "accounts": _granted_edge(token, SimAsset.Kind.PAGE, at),
+            "adaccounts": _granted_edge(token, SimAsset.Kind.AD_ACCOUNT, at),
+            "businesses": lambda: _businesses_edge(token),
         }
     if node.type_name == "SystemUser":
         return {
-            "assigned_pages": lambda: assets_of(granted, SimAsset.Kind.PAGE, token, at),
-            "assigned_ad_accounts": lambda: assets_of(granted, SimAsset.Kind.AD_ACCOUNT, token, at),
-            "assigned_whatsapp_business_accounts": lambda: assets_of(
-                granted, SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT, token, at
-            ),
-            "assigned_product_catalogs": lambda: assets_of(granted, SimAsset.Kind.CATALOG, token, at),
-            "assigned_instagram_accounts": lambda: assets_of(granted, SimAsset.Kind.INSTAGRAM_ACCOUNT, token, at),
+            "accounts": _granted_edge(token, SimAsset.Kind.PAGE, at),
+            "assigned_pages": _granted_edge(token, SimAsset.Kind.PAGE, at),
+            "assigned_ad_accounts": _granted_edge(token, SimAsset.Kind.AD_ACCOUNT, at),
+            "assigned_whatsapp_business_accounts": _granted_edge(token, SimAsset.Kind.WHATSAPP_BUSINESS_ACCOUNT, at),
+            "assigned_product_catalogs": _granted_edge(token, SimAsset.Kind.CATALOG, at),
+            "assigned_instagram_accounts": _granted_edge(token, SimAsset.Kind.INSTAGRAM_ACCOUNT, at),
         }
     if node.kind == "business":
         business: SimBusiness = node.obj
@@ -424,6 +455,11 @@ def node_edges(node: Node, caller: Caller, at: datetime) -> dict[str, Any]:
         edges["adspixels"] = edges["owned_pixels"]
         return edges
     return {}
+
+
+def _businesses_edge(token: SimToken | None) -> list[Node]:
+    core.require_permission(token, "business")
+    return [Node("Business", "business", b) for b in businesses_of(token)]
 
 
 def businesses_of(token: SimToken | None) -> list[SimBusiness]:
@@ -495,6 +531,8 @@ def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime
             value = values[name]
             if isinstance(value, Node):
                 result[name] = render(value, sub or [], call, caller, at)
+            elif callable(value):
+                result[name] = value()
             elif value is not None:
                 result[name] = value
             continue
@@ -502,7 +540,7 @@ def render(node: Node, spec: FieldSpec, call: Call, caller: Caller, at: datetime
             edges = node_edges(node, caller, at)
         if name not in edges:
             raise GraphFault(100, f"(#100) Tried accessing nonexisting field ({name}) on node type ({node.type_name})")
-        rows = [render(item, sub or [], call, caller, at) for item in edges[name]()]
+        rows = [render(item, sub or edge_default_fields(name), call, caller, at) for item in edges[name]()]
         params = {"limit": modifiers.get("limit", str(DEFAULT_PAGE_SIZE))}
         if modifiers.get("after"):
             params["after"] = modifiers["after"]
@@ -695,6 +733,7 @@ def debug_token(params: dict, caller: Caller, at: datetime) -> dict:
                 "scopes": [],
             }
         }
+    holder = core.grantor(token)
     data: dict[str, Any] = {
         "app_id": token.app.app_id,
         "type": token.type,
@@ -703,10 +742,12 @@ def debug_token(params: dict, caller: Caller, at: datetime) -> dict:
         "expires_at": core.unix(token.expires_at),
         "is_valid": True,
         "issued_at": core.unix(token.issued_at),
-        "scopes": list(token.scopes),
+        "scopes": core.effective_scopes(token),
         "granular_scopes": core.granular_scopes(token),
-        "user_id": token.system_user.system_user_id if token.system_user else token.person.user_id,
+        "user_id": holder.system_user.system_user_id if holder.system_user else holder.person.user_id,
     }
+    if token.type == SimToken.Type.PAGE and token.page is not None:
+        data["profile_id"] = token.page.asset_id
     problem = core.token_problem(token, at)
     if problem:
         subcode, message = problem
@@ -721,22 +762,17 @@ def debug_token(params: dict, caller: Caller, at: datetime) -> dict:
 
 
 def permission_rows(caller: Caller) -> list[dict]:
-    return [{"permission": scope, "status": "granted"} for scope in caller.token.scopes]
+    token = caller.token
+    granted = [{"permission": scope, "status": "granted"} for scope in token.scopes]
+    declined = [
+        {"permission": scope, "status": "declined"} for scope in token.declined_scopes if scope not in token.scopes
+    ]
+    return granted + declined
 
 
 def revoke_permissions(caller: Caller, permission: str | None) -> dict:
-    token = caller.token
-    if token.type == SimToken.Type.SYSTEM_USER:
-        tokens = SimToken.objects.filter(app=token.app, system_user=token.system_user)
-    else:
-        tokens = SimToken.objects.filter(app=token.app, person=token.person, type=SimToken.Type.USER)
-    if permission:
-        for each in tokens:
-            if permission in each.scopes:
-                each.scopes = [s for s in each.scopes if s != permission]
-                each.save(update_fields=["scopes"])
-        return {"success": True}
-    core.invalidate_tokens(tokens, 458)
+    """`DELETE /{user}/permissions[/{permission}]`: one permission, or the whole app (190/458 after)."""
+    core.revoke(caller.token, permission)
     return {"success": True}
 
 
@@ -747,7 +783,14 @@ def system_user_access_tokens(business: SimBusiness, caller: Caller, params: dic
     # Meta requires the proof on this endpoint whatever the app's setting.
     core.check_proof(caller, params, required=True)
     token = caller.token
-    if token is None or "business_management" not in token.scopes:
+    if token is None or token.type != SimToken.Type.SYSTEM_USER:
+        # Only the installation's system user manages its tokens; a person's token is refused.
+        raise GraphFault(
+            200,
+            "(#200) Only a business integration system user access token can manage system user access tokens",
+            status=403,
+        )
+    if "business_management" not in token.scopes:
         raise GraphFault(
             200,
             "(#200) Requires business_management permission to manage the object",
@@ -792,93 +835,3 @@ def system_user_access_tokens(business: SimBusiness, caller: Caller, params: dic
         parent=primary,
     )
     return {"access_token": new.value}
-
-
-# --- batch -------------------------------------------------------------------------------------
-
-
-def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
-    ctx = Context()
-    try:
-        items = json.loads(call.params["batch"])
-    except ValueError:
-        items = None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        current = core.record_calls(1, at)
-        fault = GraphFault(100, "(#100) The parameter batch must be a JSON array of request objects")
-        return Reply(fault.status, fault.payload(), usage_headers(current, ctx))
-    if len(items) > MAX_BATCH_ITEMS:
-        current = core.record_calls(1, at)
-        fault = GraphFault(1, "(#1) Too many requests in batch message. Maximum batch size is 50")
-        return Reply(fault.status, fault.payload(), usage_headers(current, ctx))
-    current = core.record_calls(max(len(items), 1), at)
-    if call.token:
-        try:
-            ctx.caller = core.resolve_caller(call.token, at)
-            core.check_proof(ctx.caller, call.params)
-        except GraphFault as fault:
-            return Reply(fault.status, fault.payload(), usage_headers(current, ctx))
-    include_headers = str(call.params.get("include_headers", "true")).lower() != "false"
-    subs = [batch_item_call(item, call) for item in items]
-    memo = core.current_memo()
-    if memo is not None:
-        # Every token the items name, read in one query (a sweep's 50 tokens, or 50 inspected).
-        memo.load_tokens([sub.token for sub in subs if sub.token and "|" not in sub.token])
-        memo.load_tokens([sub.params["input_token"] for sub in subs if "|" not in sub.params.get("input_token", "|")])
-    results: list[dict | None] = []
-    timed_out = False
-    for sub in subs:
-        if timed_out:
-            results.append(None)
-            continue
-        fault = core.draw_fault(current)
-        if fault == "timeout":
-            # Meta returns null for every item it did not finish.
-            timed_out = True
-            results.append(None)
-            continue
-        reply = fault_reply(fault, sub, current) if fault else execute(sub, at, current)
-        if not is_read(sub):
-            core.forget()
-        entry: dict[str, Any] = {"code": reply.status}
-        if include_headers:
-            headers = {"Content-Type": "text/javascript; charset=UTF-8", **reply.headers}
-            entry["headers"] = [{"name": k, "value": v} for k, v in headers.items()]
-        entry["body"] = json.dumps(reply.body)
-        results.append(entry)
-    return Reply(200, results, usage_headers(current, ctx))
-
-
-def is_read(call: Call) -> bool:
-    """A call that writes nothing Meta keeps (a code exchange is a GET that does)."""
-    method = (call.params.get("method") or call.method).upper()
-    return method == "GET" and [s for s in call.path.split("/") if s][:1] != ["oauth"]
-
-
-def batch_item_call(item: dict, outer: Call) -> Call:
-    relative_url = str(item.get("relative_url", "")).lstrip("/")
-    path, _, query = relative_url.partition("?")
-    version = outer.version
-    first, _, rest = path.partition("/")
-    if VERSION_RE.match(first):
-        version, path = first, rest
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    body = item.get("body")
-    if isinstance(body, str):
-        params.update(parse_qsl(body, keep_blank_values=True))
-    elif isinstance(body, dict):
-        params.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})
-    token = params.pop("access_token", None)
-    if token is None:
-        token = outer.token
-        for key in ("appsecret_proof", "appsecret_time"):
-            if key in outer.params and key not in params:
-                params[key] = outer.params[key]
-    return Call(
-        method=str(item.get("method", "GET")).upper(),
-        path=path,
-        params=params,
-        token=token,
-        version=version,
-        base_url=outer.base_url,
-    )

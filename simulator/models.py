@@ -75,6 +75,12 @@ class SimBusiness(models.Model):
     name = models.CharField(max_length=200)
     # Set by migrate_to_managed_accounts(): grants made from personal accounts end 30 days later.
     managed_accounts_since = models.DateTimeField(null=True, blank=True)
+    # Set by throttle_business(): calls under business-use-case rules for this business are
+    # refused (80001, 80004, ...) until then; an empty list of use cases means every one.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    throttled_use_cases = models.JSONField(default=list, blank=True)
+    # The least X-Business-Use-Case-Usage reports for this business (set_usage(business_id=)).
+    usage_floor_percent = models.IntegerField(default=0)
 
     class Meta:
         verbose_name_plural = "sim businesses"
@@ -141,6 +147,7 @@ class SimToken(models.Model):
     class Type(models.TextChoices):
         USER = "USER", "User"
         SYSTEM_USER = "SYSTEM_USER", "System user"
+        PAGE = "PAGE", "Page"
 
     value = models.CharField(max_length=255, unique=True)
     app = models.ForeignKey(SimApp, on_delete=models.CASCADE)
@@ -149,8 +156,14 @@ class SimToken(models.Model):
     system_user = models.ForeignKey(SimSystemUser, null=True, blank=True, on_delete=models.CASCADE)
     business = models.ForeignKey(SimBusiness, null=True, blank=True, on_delete=models.CASCADE)
     configuration = models.ForeignKey(SimConfiguration, null=True, blank=True, on_delete=models.SET_NULL)
+    # A long-lived user token's short-lived original, a granular token's installation token, or
+    # the user / system-user token a Page token was derived from (it dies with that one).
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    # Page tokens only: the Page the token acts as (debug_token's profile_id).
+    page = models.ForeignKey("SimAsset", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     scopes = models.JSONField(default=list)
+    # Permissions the person removed (DELETE /{user}/permissions/{permission}): "declined" in /me/permissions.
+    declined_scopes = models.JSONField(default=list, blank=True)
     asset_ids = models.JSONField(default=list)
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -160,6 +173,13 @@ class SimToken(models.Model):
     invalid_message = models.CharField(max_length=300, blank=True)
     # fetch_only on system_user_access_tokens returns this one.
     is_primary = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent", "page"], condition=models.Q(type="PAGE"), name="sim_one_page_token_per_parent"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} token #{self.pk}"

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 
-from . import api, core, dialog, endpoints
+from . import api, core, dialog, endpoints, serving
 from .models import SimApp, SimBusiness, SimDelivery
 
 
@@ -61,11 +61,11 @@ def graph(request: HttpRequest, rest: str = "") -> HttpResponse:
         version=version,
         base_url=base_url,
     )
-    reply = endpoints.serve(call)
+    reply = serving.serve(call)
     response = JsonResponse(reply.body, status=reply.status, safe=False)
     response["Content-Type"] = "application/json; charset=UTF-8"
     response["facebook-api-version"] = version
-    response["x-fb-trace-id"] = core.fbtrace_id()
+    response["x-fb-trace-id"] = reply.trace_id
     for name, value in reply.headers.items():
         response[name] = value
     return response
@@ -148,6 +148,24 @@ def run_control(action: str, data) -> str:
         business_id = data.get("business_id", "")
         deliveries = api.remove_app(business_id)
         return f"App removed for business {business_id}; {len(deliveries)} callbacks sent."
+    if action == "revoke_permission":
+        permission = (data.get("permission") or "").strip()
+        if not permission:
+            raise ValueError("Name the permission to revoke.")
+        token = (data.get("token") or "").strip()
+        person_id = (data.get("person_id") or "").strip()
+        if not token and not person_id:
+            raise ValueError("Give a token or a person's user id.")
+        changed = api.revoke_permission(permission, token=token or None, person_id=person_id or None)
+        return f"{permission} revoked ({changed} token(s) changed)."
+    if action == "throttle_business":
+        business_id = data.get("business_id", "")
+        use_cases = [u for u in (data.get("use_cases") or "").replace(",", " ").split() if u]
+        until = api.throttle_business(business_id, minutes=_float(data, "minutes") or 60, use_cases=use_cases)
+        return f"Business {business_id} throttled until {until:%Y-%m-%d %H:%M} UTC."
+    if action == "clear_throttles":
+        api.clear_throttles()
+        return "No business is throttled."
     if action == "expire_token":
         if not api.expire_token((data.get("token") or "").strip()):
             raise ValueError("No token with that value.")

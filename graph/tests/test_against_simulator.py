@@ -235,27 +235,50 @@ def test_a_refused_connection_is_transient(meta, delays):
 
 
 @pytest.mark.parametrize(
-    ("path", "token_kind", "code"),
-    [("me", "user", 17), ("{ad}/insights", "user", 80004), ("debug_token", "app", 4)],
+    ("path", "code", "subcode"),
+    [("{ad}", 80004, 2446079), ("{ad}/insights", 80000, None)],
 )
-def test_rate_limits_carry_the_wait_meta_announced_and_stop_the_retries(meta, client, delays, path, token_kind, code):
+def test_business_use_case_rate_limits_carry_the_wait_meta_announced_and_stop_the_retries(
+    meta, client, delays, path, code, subcode
+):
     token = user_token(meta)
     meta.api.set_faults(rate_limit_rate=1.0)
     before = meta.api.request_count()
 
     with pytest.raises(RateLimitError) as caught:
-        if token_kind == "app":
-            client.debug_token(token)
-        else:
-            client._call("GET", path.format(ad=ACME_AD_ACCOUNT), token=token)
+        client._call("GET", path.format(ad=ACME_AD_ACCOUNT), token=token)
 
-    assert caught.value.code == code
+    assert (caught.value.code, caught.value.subcode) == (code, subcode)
     assert meta.api.request_count() - before == 1  # 5 minutes is longer than we block for
     assert delays == []
-    if token_kind == "user":
-        assert caught.value.retry_after == 300
-        assert client.usage.regain_access_seconds() == 300
-        assert client.usage.max_percent() == 100
+    assert caught.value.retry_after == 300
+    assert client.usage.regain_access_seconds() == 300
+    assert client.usage.max_percent() == 100
+
+
+def test_a_platform_rate_limit_announces_no_wait_and_is_retried_with_backoff(meta, client, delays):
+    # Only business-use-case calls carry X-Business-Use-Case-Usage, where Meta says how long to wait.
+    token = user_token(meta)
+    meta.api.set_faults(rate_limit_rate=1.0)
+    before = meta.api.request_count()
+
+    with pytest.raises(RateLimitError) as caught:
+        client.get_me(token)
+
+    assert caught.value.code == 17
+    assert caught.value.retry_after is None
+    assert meta.api.request_count() - before == 1 + client.max_retries
+    assert delays == [0.5, 1.0, 2.0]
+
+
+def test_an_app_token_rate_limit_is_code_4(meta, client):
+    token = user_token(meta)
+    meta.api.set_faults(rate_limit_rate=1.0)
+
+    with pytest.raises(RateLimitError) as caught:
+        client.debug_token(token)
+
+    assert caught.value.code == 4
 
 
 def test_a_custom_rate_limit_code_is_a_rate_limit(meta, client):
@@ -272,7 +295,7 @@ def test_usage_headers_let_callers_slow_down_before_meta_refuses(meta, client):
     token = user_token(meta)
     meta.api.set_usage(85)
 
-    client.get_me(token)
+    client._call("GET", ACME_AD_ACCOUNT, token=token)  # a business-use-case call: ads management
 
     assert client.usage.max_percent() >= 85
     assert client.usage.business_percent(ACME) >= 85
@@ -357,13 +380,23 @@ def test_list_assets_of_a_user_token_spans_pages_and_keeps_ad_account_numbers(me
 
 
 def test_list_assets_of_a_system_user_token_reads_its_assigned_assets(meta, client):
-    token = system_user_token(meta)
+    token = system_user_token(
+        meta, scopes=["pages_show_list", "ads_read", "whatsapp_business_management", "catalog_management"]
+    )
     system_user = client.get_me(token, fields=("id", "client_business_id"))
 
     assets = client.list_assets(token, system_user_id=system_user["id"])
 
     assert system_user["client_business_id"] == ACME
     assert {a.kind for a in assets} >= {"page", "ad_account", "whatsapp_business_account", "catalog"}
+
+
+def test_list_assets_skips_the_edges_a_missing_permission_refuses(meta, client):
+    token = system_user_token(meta, scopes=["pages_show_list"])
+
+    assets = client.list_assets(token, system_user_id=meta.api.system_user_id(ACME))
+
+    assert {a.kind for a in assets} == {"page"}
 
 
 def test_asset_access_expiry_finds_the_end_of_personal_access_after_a_move_to_managed_accounts(meta, client):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
@@ -48,3 +50,30 @@ def throwaway_token(value: str, **kwargs) -> str:
     issued = api.issue_token(**kwargs)
     SimToken.objects.filter(value=issued).update(value=value)
     return value
+
+
+def batch_item(meta, relative_url, token=None, *, method="GET", **extra):
+    """A batch item; with a token, the token and its proof ride in the item's body (never a URL)."""
+    item = {"method": method, "relative_url": relative_url, **extra}
+    if token:
+        item["body"] = f"access_token={token}&appsecret_proof={meta.proof(token)}"
+    return item
+
+
+def post_batch(meta, http, items, token=None, *, path=""):
+    """POST a batch (at the root, or at any node path as Meta allows); the app token by default."""
+    token = token or f"{meta.app_id}|{meta.app_secret}"
+    data = {"batch": json.dumps(items)}
+    if "|" not in token:
+        data["appsecret_proof"] = meta.proof(token)
+    return http.post(meta.graph(path), data=data, headers={"Authorization": f"OAuth {token}"}, timeout=10)
+
+
+def debug(meta, http, token):
+    """debug_token's `data` for a token, asked with the app token (the token in the POST body)."""
+    return http.post(
+        meta.graph("debug_token"),
+        data={"method": "GET", "input_token": token},
+        headers={"Authorization": f"OAuth {meta.app_id}|{meta.app_secret}"},
+        timeout=10,
+    ).json()["data"]

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from simulator import api, endpoints
+from simulator import api, endpoints, serving
 from simulator.testing import start
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def batch(meta, items, token=None):
     token = token or f"{meta.app_id}|{meta.app_secret}"
     call = endpoints.Call("POST", "", {"batch": json.dumps(items)}, token=token, base_url="http://testserver/")
     with CaptureQueriesContext(connection) as queries:
-        reply = endpoints.serve(call)
+        reply = serving.serve(call)
     return [json.loads(entry["body"]) if entry else None for entry in reply.body], len(queries)
 
 

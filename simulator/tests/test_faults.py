@@ -25,7 +25,8 @@ def test_a_rate_limit_fault_on_an_ad_account_is_80004_with_usage_at_100(meta, ht
     token = api.issue_token()
     api.set_faults(rate_limit_rate=1.0)
     response = graph_call(meta, http, f"act_{AD_1}", token)
-    assert response.json()["error"]["code"] == 80004
+    error = response.json()["error"]
+    assert (error["code"], error["error_subcode"]) == (80004, 2446079)
     assert json.loads(response.headers["X-Ad-Account-Usage"])["acc_id_util_pct"] == 100
     business = json.loads(response.headers["X-Business-Use-Case-Usage"])["9100000000000001"][0]
     assert business["call_count"] == 100
@@ -72,10 +73,3 @@ def test_request_count_counts_http_requests_served(meta, http):
     for _ in range(3):
         graph_call(meta, http, "me", token)
     assert api.request_count() - before == 3
-
-
-def test_a_rate_limit_fault_on_a_page_is_32(meta, http):
-    page = api.asset_id_for("page", 1, 1)
-    token = api.issue_token(asset_ids=[page])
-    api.set_faults(rate_limit_rate=1.0)
-    assert graph_call(meta, http, page, token).json()["error"]["code"] == 32

@@ -32,7 +32,10 @@ def test_me_with_a_user_token_lists_pages_ad_accounts_and_businesses(meta, http)
 
 
 def test_a_system_user_token_reads_its_assigned_assets(meta, http):
-    token = api.issue_token(asset_ids=[PAGE_1, AD_1, api.asset_id_for("whatsapp_business_account", 1, 1)])
+    token = api.issue_token(
+        scopes=["pages_show_list", "ads_read", "whatsapp_business_management"],
+        asset_ids=[PAGE_1, AD_1, api.asset_id_for("whatsapp_business_account", 1, 1)],
+    )
     system_user = api.system_user_id(ACME)
     pages = get(meta, http, f"{system_user}/assigned_pages", token).json()["data"]
     ad_accounts = get(meta, http, f"{system_user}/assigned_ad_accounts", token, fields="id,name").json()["data"]
@@ -112,7 +115,7 @@ def test_the_page_size_follows_limit(meta, http):
     assert len(seen) == len(set(seen)) == 30
 
 
-def test_responses_carry_the_usage_headers(meta, http):
+def test_ad_account_calls_carry_the_usage_headers(meta, http):
     api.set_usage(42)
     token = api.issue_token(business_id=ACME)
     response = get(meta, http, f"act_{AD_1}", token)

@@ -3,7 +3,7 @@
 import pytest
 
 from simulator import api
-from simulator.tests.conftest import graph_call, live
+from simulator.tests.conftest import debug, graph_call, live
 
 pytestmark = live
 
@@ -28,15 +28,6 @@ def exchange(meta, http, code, redirect_uri=None, secret=None):
             "code": code,
         },
     )
-
-
-def debug(meta, http, token):
-    app_token = f"{meta.app_id}|{meta.app_secret}"
-    return http.post(
-        meta.graph("debug_token"),
-        data={"method": "GET", "input_token": token},
-        headers={"Authorization": f"OAuth {app_token}"},
-    ).json()["data"]
 
 
 def test_a_code_exchanges_once_for_a_never_expiring_system_user_token(meta, http, system_user_config):

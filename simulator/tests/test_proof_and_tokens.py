@@ -28,9 +28,22 @@ def test_a_wrong_proof_gets_metas_invalid_proof_error(meta, http):
     )
     assert response.status_code == 400
     error = error_of(response)
-    assert (error["code"], error["type"]) == (100, "OAuthException")
+    assert (error["code"], error["type"]) == (100, "GraphMethodException")
     assert error["message"] == "Invalid appsecret_proof provided in the API argument"
     assert error["fbtrace_id"]
+
+
+def test_the_trace_id_header_is_the_error_bodys_fbtrace_id(meta, http):
+    responses = [graph_call(meta, http, "me", "EAAnotAtokenWeKnow") for _ in range(2)]
+    traces = [r.headers["x-fb-trace-id"] for r in responses]
+    assert [error_of(r)["fbtrace_id"] for r in responses] == traces
+    assert traces[0] != traces[1]
+
+
+def test_a_successful_answer_carries_a_trace_id_too(meta, http):
+    response = graph_call(meta, http, "me", api.issue_token())
+    assert response.status_code == 200
+    assert len(response.headers["x-fb-trace-id"]) == 11
 
 
 def test_a_missing_proof_is_refused_when_the_app_requires_it(meta, http):

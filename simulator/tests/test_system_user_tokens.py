@@ -3,7 +3,7 @@
 import pytest
 
 from simulator import api
-from simulator.tests.conftest import graph_call, live
+from simulator.tests.conftest import debug, graph_call, live
 
 pytestmark = live
 
@@ -19,14 +19,6 @@ def bisu_token(meta):
 
 def manage(meta, http, token, **data):
     return graph_call(meta, http, f"{ACME}/system_user_access_tokens", token, method="POST", data=data)
-
-
-def debug(meta, http, token):
-    return http.post(
-        meta.graph("debug_token"),
-        data={"method": "GET", "input_token": token},
-        headers={"Authorization": f"OAuth {meta.app_id}|{meta.app_secret}"},
-    ).json()["data"]
 
 
 def test_fetch_only_returns_the_existing_token(meta, http, bisu_token):

@@ -72,9 +72,10 @@ def sent_now(before: int) -> list:
 
 
 def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(simulated_meta, client, settings):
+    # business_management: /me/businesses needs it (the simulator enforces permissions on reads).
     config = make_simulated_configuration(
         simulated_meta, "user", name="Pages as a person", config_id="7770002",
-        permissions=["pages_show_list", "ads_read"], asset_types=["page", "ad_account"],
+        permissions=["pages_show_list", "ads_read", "business_management"], asset_types=["page", "ad_account"],
     )  # fmt: skip
     acme = ClientBusiness.objects.create(name="Acme Bakery", notification_emails="ops@acme.test")
     alice = Contact.objects.create(client=acme, name="Alice", email="alice@acme.example")

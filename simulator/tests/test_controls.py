@@ -84,3 +84,47 @@ def test_the_admin_never_shows_token_values(admin_client):
         assert page.status_code == 200
         assert value not in page.content.decode()
         assert "app-secret-value" not in page.content.decode()
+
+
+def test_staff_throttle_one_business_and_lift_it(admin_client):
+    api.reset()
+    api.seed_world()
+    response = admin_client.post(
+        URL,
+        {"action": "throttle_business", "business_id": "9100000000000002", "minutes": "15", "use_cases": "pages"},
+        follow=True,
+    )
+    assert "throttled until" in response.content.decode()
+    business = SimBusiness.objects.get(business_id="9100000000000002")
+    assert business.throttled_until is not None and business.throttled_use_cases == ["pages"]
+    assert SimBusiness.objects.exclude(pk=business.pk).filter(throttled_until__isnull=False).count() == 0
+    admin_client.post(URL, {"action": "clear_throttles"})
+    assert SimBusiness.objects.get(pk=business.pk).throttled_until is None
+
+
+def test_an_unknown_use_case_is_a_message_not_a_crash(admin_client):
+    api.reset()
+    api.seed_world()
+    response = admin_client.post(
+        URL, {"action": "throttle_business", "business_id": "9100000000000002", "use_cases": "nonsense"}, follow=True
+    )
+    assert "Unknown use cases" in response.content.decode()
+
+
+def test_staff_revoke_one_permission_of_a_person(admin_client):
+    api.reset()
+    api.seed_world()
+    api.register_app("1", "app-secret-value", ["http://x/"])
+    value = api.issue_token(app_id="1", token_type="user", person_id="1000000000000002", scopes=["ads_read", "email"])
+    response = admin_client.post(
+        URL, {"action": "revoke_permission", "permission": "ads_read", "person_id": "1000000000000002"}, follow=True
+    )
+    assert "ads_read revoked" in response.content.decode()
+    token = SimToken.objects.get(value=value)
+    assert "ads_read" not in token.scopes and token.declined_scopes == ["ads_read"]
+
+
+def test_revoking_without_a_permission_is_a_message(admin_client):
+    api.reset()
+    response = admin_client.post(URL, {"action": "revoke_permission", "person_id": "1"}, follow=True)
+    assert "Name the permission to revoke." in response.content.decode()

@@ -39,7 +39,16 @@ from graph.errors import (
     classify_error,
 )
 from graph.hooks import CallRecord, notify_call, notify_calls
-from graph.types import AssetRef, BatchItem, TokenGrant, TokenInfo, numeric_id, parse_graph_datetime, str_or_none
+from graph.types import (
+    AssetRef,
+    BatchItem,
+    PageToken,
+    TokenGrant,
+    TokenInfo,
+    numeric_id,
+    parse_graph_datetime,
+    str_or_none,
+)
 from graph.usage import Usage, UsageTracker, regain_access_seconds_from
 
 logger = logging.getLogger(__name__)
@@ -607,6 +616,18 @@ class GraphClient:
             except PermissionDeniedError as error:
                 logger.info("Graph %s: edge refused (%s), skipped", kind, error.code)
         return assets
+
+    def page_tokens(self, token: str) -> list[PageToken]:
+        """The Page token of every Page a user (or system-user) token reaches (``/me/accounts``).
+
+        The tokens come back in the answer's body only; like every token they never enter a
+        URL, a log line or an error message.
+        """
+        pages = []
+        for item in self.paginate(token, "me/accounts", {"fields": "id,name,access_token"}):
+            if isinstance(item, dict) and item.get("id") and item.get("access_token"):
+                pages.append(PageToken(str(item["id"]), str(item.get("name") or ""), str(item["access_token"])))
+        return pages
 
     def asset_access_expiry(
         self, token: str, asset_ids: Iterable[str]

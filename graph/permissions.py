@@ -100,3 +100,35 @@ ASSET_TYPES: dict[str, str] = {
 
 def describe(permission: str) -> str:
     return DESCRIPTIONS.get(permission, permission.replace("_", " ").capitalize() + ".")
+
+
+# Which kind of asset a permission is granted on (Meta's granular_scopes target ids are of that
+# kind). Longest prefix first: the first match wins.
+ASSET_KIND_BY_SCOPE_PREFIX: tuple[tuple[str, str], ...] = (
+    ("whatsapp_", "whatsapp_business_account"),
+    ("instagram_", "instagram_account"),
+    ("pages_", "page"),
+    ("page_", "page"),
+    ("read_insights", "page"),
+    ("publish_video", "page"),
+    ("leads_retrieval", "page"),
+    ("ads_", "ad_account"),
+    ("attribution_read", "ad_account"),
+    ("catalog_", "catalog"),
+    ("business_management", "business"),
+)
+
+
+def asset_kind_for_scope(scope: str) -> str | None:
+    for prefix, kind in ASSET_KIND_BY_SCOPE_PREFIX:
+        if scope.startswith(prefix):
+            return kind
+    return None
+
+
+def readable_kinds(scopes) -> set[str]:
+    """The asset kinds a token holding these permissions may read (pixels go with ad accounts)."""
+    kinds = {kind for kind in map(asset_kind_for_scope, scopes) if kind}
+    if "ad_account" in kinds:
+        kinds.add("pixel")
+    return kinds

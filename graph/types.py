@@ -91,6 +91,15 @@ class AssetRef:
         return graph_id(self.kind, self.meta_id)
 
 
+@dataclass(frozen=True)
+class PageToken:
+    """A Page and the Page access token ``/me/accounts`` hands the token that asked."""
+
+    page_id: str
+    name: str
+    access_token: str = field(repr=False)
+
+
 @dataclass(frozen=True, repr=False)
 class BatchItem:
     method: str

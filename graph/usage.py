@@ -60,6 +60,15 @@ class Usage:
                 values += [_number(entry.get(key)) for key in _BUSINESS_KEYS]
         return max(values, default=0.0)
 
+    def app_percent(self) -> float:
+        """The app's share of its platform budget (X-App-Usage): the limit every call shares."""
+        return max((_number(self.app.get(key)) for key in _APP_KEYS), default=0.0)
+
+    def business_regain_seconds(self, business_id: str) -> float:
+        """How long Meta said this business's calls must wait (0 when it said nothing)."""
+        entries = self.business.get(str(business_id), [])
+        return max((_number(e.get("estimated_time_to_regain_access")) for e in entries), default=0.0) * 60.0
+
     def regain_access_seconds(self) -> float:
         """How long Meta said to wait (``estimated_time_to_regain_access`` is in minutes)."""
         minutes = [

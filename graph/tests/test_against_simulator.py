@@ -391,6 +391,18 @@ def test_list_assets_of_a_system_user_token_reads_its_assigned_assets(meta, clie
     assert {a.kind for a in assets} >= {"page", "ad_account", "whatsapp_business_account", "catalog"}
 
 
+def test_page_tokens_come_from_me_accounts_for_user_and_system_user_tokens(meta, client):
+    pages = ["2001000000000001", "2001000000000002"]
+    for token in (user_token(meta, asset_ids=pages), system_user_token(meta, asset_ids=pages)):
+        found = client.page_tokens(token)
+
+        assert [page.page_id for page in found] == pages
+        assert found[0].name == "Acme Bakery Page 1"
+        infos = client.debug_tokens([page.access_token for page in found])
+        assert [(info.type, info.profile_id) for info in infos] == [("PAGE", page) for page in pages]
+        assert found[0].access_token not in repr(found[0])
+
+
 def test_list_assets_skips_the_edges_a_missing_permission_refuses(meta, client):
     token = system_user_token(meta, scopes=["pages_show_list"])
 

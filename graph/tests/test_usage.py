@@ -56,3 +56,22 @@ def test_a_snapshot_does_not_change_when_new_headers_arrive():
     tracker.update({"X-App-Usage": json.dumps({"call_count": 99})})
 
     assert before.app["call_count"] == 1
+
+
+def test_the_app_share_and_each_business_wait_are_read_apart():
+    tracker = UsageTracker()
+    tracker.update(
+        {
+            "X-App-Usage": json.dumps({"call_count": 20, "total_time": 35, "total_cputime": 5}),
+            "X-Business-Use-Case-Usage": json.dumps(
+                {"1": [{"call_count": 100, "estimated_time_to_regain_access": 30}], "2": [{"call_count": 10}]}
+            ),
+        }
+    )
+
+    usage = tracker.snapshot()
+    assert usage.app_percent() == 35  # one busy business is not the app's budget
+    assert usage.max_percent() == 100
+    assert usage.business_regain_seconds("1") == 1800
+    assert usage.business_regain_seconds("2") == 0
+    assert usage.business_regain_seconds("3") == 0

@@ -201,7 +201,8 @@ SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Cel
 # check them twice; a lost chunk's tokens come back after it.
 SWEEP_CLAIM_SECONDS = env.int("SWEEP_CLAIM_SECONDS", default=1800)
 SWEEP_CHECK_INTERVAL_HOURS = env.int("SWEEP_CHECK_INTERVAL_HOURS", default=24)  # Meta: check at least daily
-# Slow down once any Meta usage header (X-App-Usage, X-Business-Use-Case-Usage, ...) passes this.
+# Slow down once the app's usage (X-App-Usage) passes this; stop at the next. A business whose
+# X-Business-Use-Case-Usage reaches the stop level has only its own tokens deferred (decisions.md D22).
 SWEEP_USAGE_SLOWDOWN_PERCENT = env.int("SWEEP_USAGE_SLOWDOWN_PERCENT", default=75)
 SWEEP_USAGE_STOP_PERCENT = env.int("SWEEP_USAGE_STOP_PERCENT", default=95)
 # Tests give each pair of workers a queue of its own (tasks re-queue themselves on the default).

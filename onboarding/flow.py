@@ -21,6 +21,7 @@ from graph.errors import GraphError
 from graph.permissions import USER_ONLY
 from tokens.install import granted_assets, install_token
 from tokens.models import AccessToken, AssetGrant
+from tokens.page_tokens import derive_quietly
 
 from .invitations import check_usable
 from .keys import hash_key, new_key
@@ -288,11 +289,15 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
     if business_id and ClientBusiness.objects.filter(meta_business_id=business_id).exclude(pk=client.pk).exists():
         return fail(attempt, "business_taken")
     try:
-        return _store(attempt, _Checked(value=value, info=info, business_id=business_id, granted=granted))
+        attempt = _store(attempt, _Checked(value=value, info=info, business_id=business_id, granted=granted))
     except IntegrityError:
         # Another client took this business id between our check and the commit.
         attempt.refresh_from_db()
         return fail(attempt, "business_taken")
+    # After the commit, as every Graph call: a user token's Page tokens (the sweep keeps them
+    # checked; a failure here is logged and the person's connection stands without them).
+    derive_quietly(attempt.token, graph)
+    return attempt
 
 
 @transaction.atomic
@@ -368,7 +373,7 @@ def previous_token(token: AccessToken) -> AccessToken | None:
         return superseded
     return (
         AccessToken.objects.filter(client=token.client_id, configuration=token.configuration_id, pk__lt=token.pk)
-        .exclude(kind=AccessToken.Kind.GRANULAR_SYSTEM_USER)
+        .exclude(kind__in=AccessToken.DERIVED_KINDS)
         .order_by("-pk")
         .first()
     )
@@ -400,7 +405,7 @@ def assets_to_reselect(invitation: Invitation) -> list:
     """For a reconnect link: the assets of the client's latest token for this configuration."""
     token = (
         AccessToken.objects.filter(client=invitation.client_id, configuration=invitation.configuration_id)
-        .exclude(kind=AccessToken.Kind.GRANULAR_SYSTEM_USER)
+        .exclude(kind__in=AccessToken.DERIVED_KINDS)
         .order_by("-pk")
         .first()
     )

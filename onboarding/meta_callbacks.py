@@ -163,7 +163,7 @@ def _refresh_business(business_id: str, graph_factory) -> int:
         return 0
     tokens = AccessToken.objects.filter(
         client__meta_business_id=business_id, status__in=AccessToken.LIVE_STATUSES
-    ).exclude(kind=AccessToken.Kind.GRANULAR_SYSTEM_USER)
+    ).exclude(kind__in=AccessToken.DERIVED_KINDS)
     if not tokens:
         return 0
     if graph_factory is None:

@@ -53,6 +53,29 @@ def make_simulated_configuration(meta, token_type: str = "system_user", **fields
     return configuration
 
 
+def install_simulated_token(meta, client, *, token_type: str = "user", contact=None, **issue) -> AccessToken:
+    """A token as the OAuth callback stores it: issued by the simulator (``issue`` goes to
+    ``api.issue_token``), inspected, its assets listed, installed with a configuration of its own."""
+    from common.meta import graph_client
+    from graph.permissions import USER_ONLY
+    from tokens.install import granted_assets, install_token
+
+    value = meta.api.issue_token(token_type=token_type, **issue)
+    graph = graph_client()
+    info = graph.debug_token(value)
+    system_user_id = info.user_id if token_type != "user" else None
+    assets = granted_assets(info.granular_scopes, graph.list_assets(value, system_user_id=system_user_id))
+    return install_token(
+        client=client,
+        configuration=make_configuration(token_type, permissions=[s for s in info.scopes if s not in USER_ONLY]),
+        kind=AccessToken.Kind.USER if token_type == "user" else AccessToken.Kind.SYSTEM_USER,
+        value=value,
+        info=info,
+        assets=assets,
+        granted_by=contact,
+    ).token
+
+
 def make_token(
     client: ClientBusiness | None = None,
     *,

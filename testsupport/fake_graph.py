@@ -4,7 +4,8 @@ Use it where a test scripts Meta's answers (a code exchange, what ``debug_token`
 assets a token reaches, a failure of one call). Everything over HTTP (the dialog, batches as
 Meta encodes them, headers, faults, the clock) is the simulator's job (``simulated_meta``).
 
-What Meta knows lives in ``tokens``: value -> ``FakeToken``. A code exchange returns
+What Meta knows lives in ``tokens``: value -> ``FakeToken`` (its ``pages`` are the Page tokens
+``/me/accounts`` hands out; answer each of those values with a ``FakeToken(type="PAGE", ...)``). A code exchange returns
 ``token_value``; ``token`` is that token's ``FakeToken``. ``fail_on`` makes a named method
 raise; ``debug_failures`` / ``coverage_failures`` fail one token's batch item. ``calls`` lists
 the methods called, ``requests`` the HTTP requests Meta would have counted.
@@ -20,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from graph.edges import SYSTEM_USER_EDGES, USER_EDGES
 from graph.errors import GraphError, InvalidTokenError
-from graph.types import AssetRef, TokenGrant, TokenInfo
+from graph.types import AssetRef, PageToken, TokenGrant, TokenInfo
 from graph.usage import Usage
 
 APP_ID = "100000000000001"  # settings.META_APP_ID's default
@@ -43,6 +44,8 @@ class FakeToken:
     app_id: str = APP_ID
     issued_at: datetime | None = None
     business_id: str | None = None  # the business that owns the assets (list_assets' business_id)
+    pages: dict[str, str] = field(default_factory=dict)  # Page id -> the Page token /me/accounts hands out
+    profile_id: str | None = None  # a Page token's Page
 
     def info(self) -> TokenInfo:
         return TokenInfo(
@@ -56,6 +59,7 @@ class FakeToken:
             scopes=list(self.scopes),
             granular_scopes=self.granular_scopes,
             user_id=self.user_id,
+            profile_id=self.profile_id,
             error=self.error,
         )
 
@@ -130,6 +134,14 @@ class FakeGraph:
         self._called("list_assets")
         known = self.tokens.get(token)
         return known.asset_refs() if known else []
+
+    def page_tokens(self, token) -> list[PageToken]:
+        self._called("page_tokens")
+        known = self.tokens.get(token)
+        if known is None:
+            return []
+        names = {meta_id: name for meta_id, (_, name, _) in known.assets.items()}
+        return [PageToken(page_id, names.get(page_id, ""), value) for page_id, value in known.pages.items()]
 
     def debug_token(self, value: str) -> TokenInfo:
         self._called("debug_token")

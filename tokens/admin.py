@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from common.admin import ReadOnlyAdminMixin
 from graph.errors import GraphError
 
-from . import crypto, reminders, sweep, system_users
+from . import crypto, page_tokens, reminders, sweep, system_users
 from .models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
 
 CHECK_NOW_LIMIT = 100  # "check now" runs in the request: keep it to what a few Graph batches do quickly
@@ -73,7 +73,7 @@ class GranularTokenForm(forms.Form):
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "client", "configuration", "kind", "status", "masked_value", "expires_at", "next_check_at")
+    list_display = ("id", "client", "configuration", "kind", "health", "masked_value", "expires_at", "next_check_at")
     list_filter = ("status", "kind", ExpiresWithinFilter, "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "meta_user_id", "client__meta_business_id")
@@ -83,17 +83,25 @@ class AccessTokenAdmin(admin.ModelAdmin):
     readonly_fields = (
         "masked_value", "fingerprint", "client", "configuration", "kind", "meta_app_id", "meta_user_id",
         "granted_by", "scopes", "granular_scopes", "issued_at", "expires_at", "data_access_expires_at",
-        "status", "status_reason", "error_code", "error_subcode", "last_checked_at", "next_check_at",
-        "consecutive_check_failures", "parent", "superseded_by", "purpose", "revoked_at", "created_at", "updated_at",
+        "status", "status_reason", "missing_permissions", "permissions_removed_at", "error_code", "error_subcode",
+        "last_checked_at", "next_check_at", "consecutive_check_failures", "parent", "superseded_by", "purpose",
+        "revoked_at", "created_at", "updated_at",
     )  # fmt: skip
     inlines = [AssetGrantInline]
-    actions = ["check_now", "fetch_current_system_user_token", "create_granular_token"]
+    actions = ["check_now", "derive_page_tokens", "fetch_current_system_user_token", "create_granular_token"]
 
     def get_queryset(self, request):
         # The value is read as ciphertext and only masked here: a row no key can read must
         # not break the whole page (the model would raise while loading it).
         ciphertext = Cast("value", output_field=BinaryField())
         return super().get_queryset(request).defer("value").annotate(ciphertext=ciphertext)
+
+    @admin.display(description="Status", ordering="status")
+    def health(self, obj: AccessToken) -> str:
+        # A removed permission is not "invalid": the token works, minus what needs that permission.
+        if obj.missing_permissions and obj.is_live():
+            return f"{obj.get_status_display()}, permission removed ({', '.join(obj.missing_permissions)})"
+        return obj.get_status_display()
 
     @admin.display(description="Token")
     def masked_value(self, obj: AccessToken) -> str:
@@ -124,10 +132,22 @@ class AccessTokenAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             f"Checked {result.checked}: {result.active} active, {result.expiring} expiring, {result.invalid} invalid; "
+            f"{result.permissions_removed} with a permission removed; "
             f"{result.errors} could not be checked now, {result.deferred} deferred (rate limit), "
             f"{result.skipped} not live. Assets: {result.assets_added} added, {result.assets_removed} removed.",
             messages.WARNING if result.errors or result.deferred else messages.SUCCESS,
         )
+
+    @admin.action(description="Derive the Page tokens of these user tokens from Meta")
+    def derive_page_tokens(self, request, queryset):
+        derived = 0
+        live_user_tokens = queryset.filter(kind=AccessToken.Kind.USER, status__in=AccessToken.LIVE_STATUSES)
+        for token in live_user_tokens[:CHECK_NOW_LIMIT]:
+            try:
+                derived += len(page_tokens.derive_page_tokens(token))
+            except (GraphError, crypto.TokenDecryptionError) as error:
+                self.message_user(request, f"Token #{token.pk}: {error}", messages.ERROR)
+        self.message_user(request, f"{derived} new Page token(s) stored.", messages.SUCCESS)
 
     @admin.action(description="Fetch the current system-user token from Meta")
     def fetch_current_system_user_token(self, request, queryset):

@@ -18,6 +18,8 @@ WHAT_STOPS = {
     Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account ends (your business "
     "moved to managed Meta accounts, and such grants don't carry over)",
     Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
+    Reminder.Reason.PERMISSION_REMOVED: "a permission {portal} needs ({missing}) was removed from the access you "
+    "granted, and Meta refuses what depends on it",
 }
 # The same, once it has happened (the "ended" stage).
 WHAT_STOPPED = {
@@ -27,6 +29,8 @@ WHAT_STOPPED = {
     Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account has ended (your "
     "business moved to managed Meta accounts, and such grants don't carry over)",
     Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
+    Reminder.Reason.PERMISSION_REMOVED: "a permission {portal} needs ({missing}) was removed from the access you "
+    "granted, and Meta refuses what depends on it",
 }
 
 
@@ -34,7 +38,11 @@ def reminder_assets(reminders: list[Reminder]) -> list:
     """The assets a reminder email is about: the grants' assets, or every live asset of the token."""
     if reminders[0].grant_id:
         return [reminder.grant.asset for reminder in reminders]
-    live = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
+    if reminders[0].reason == Reminder.Reason.PERMISSION_REMOVED:
+        # What the removed permission made unreadable; the rest keeps working.
+        live = (AssetGrant.Status.PERMISSION_REMOVED,)
+    else:
+        live = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
     return [grant.asset for grant in reminders[0].token.grants.all() if grant.status in live]
 
 
@@ -57,7 +65,10 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
         "assets": assets,
         "ended": reminder.stage == "ended",
         "ends_at": min(ends) if ends else None,
-        "what_stops": (WHAT_STOPPED if reminder.stage == "ended" else WHAT_STOPS).get(reminder.reason, "access ends"),
+        "what_stops": (WHAT_STOPPED if reminder.stage == "ended" else WHAT_STOPS)
+        .get(reminder.reason, "access ends")
+        .format(portal=settings.PORTAL_NAME, missing=", ".join(token.missing_permissions)),
+        "is_permission": reminder.reason == Reminder.Reason.PERMISSION_REMOVED,
         "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
         "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
         "is_user_token": token.kind == AccessToken.Kind.USER,

@@ -17,6 +17,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from graph.permissions import asset_kind_for_scope
+
 from . import crypto
 from .events import record_event
 from .models import AccessToken, Asset, AssetGrant
@@ -29,22 +31,6 @@ from .signals import (
 )
 
 logger = logging.getLogger(__name__)
-
-# When Meta lists a granted id in granular_scopes but no asset edge names it, the
-# permission tells us what kind of asset it is.
-_KIND_BY_SCOPE_PREFIX = (
-    ("whatsapp_", Asset.Kind.WHATSAPP_BUSINESS_ACCOUNT),
-    ("instagram_", Asset.Kind.INSTAGRAM_ACCOUNT),
-    ("pages_", Asset.Kind.PAGE),
-    ("page_", Asset.Kind.PAGE),
-    ("read_insights", Asset.Kind.PAGE),
-    ("publish_video", Asset.Kind.PAGE),
-    ("ads_", Asset.Kind.AD_ACCOUNT),
-    ("leads_retrieval", Asset.Kind.PAGE),
-    ("catalog_", Asset.Kind.CATALOG),
-    ("business_management", Asset.Kind.BUSINESS),
-)
-
 
 @dataclass
 class GrantedAsset:
@@ -72,13 +58,6 @@ def as_datetime(value) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
-def _kind_for_scope(scope: str) -> str | None:
-    for prefix, kind in _KIND_BY_SCOPE_PREFIX:
-        if scope.startswith(prefix):
-            return kind
-    return None
-
-
 def granted_assets(granular_scopes: Iterable[dict], asset_refs: Iterable) -> list[GrantedAsset]:
     """Merge the asset edges (with names) and granular_scopes target ids (what the token covers).
 
@@ -103,7 +82,8 @@ def granted_assets(granular_scopes: Iterable[dict], asset_refs: Iterable) -> lis
         for target in entry.get("target_ids") or []:
             target = str(target)
             if target not in assets:
-                kind = _kind_for_scope(scope)
+                # Listed in granular_scopes but by no asset edge: the permission says what it is.
+                kind = asset_kind_for_scope(scope)
                 if kind is None:
                     continue
                 assets[target] = GrantedAsset(kind=kind, meta_id=target)
@@ -162,7 +142,7 @@ def install_token(
     previous = (
         AccessToken.objects.select_for_update()
         .filter(client=client, configuration=configuration, status__in=AccessToken.LIVE_STATUSES)
-        .exclude(kind=AccessToken.Kind.GRANULAR_SYSTEM_USER)
+        .exclude(kind__in=AccessToken.DERIVED_KINDS)
         .first()
     )
     if previous is not None:
@@ -378,8 +358,10 @@ def apply_token_assets(token: AccessToken, info, granted: list[GrantedAsset], *,
 def revoke_permission(meta_user_id: str, permission: str, *, target_ids=None, actor: str = "meta") -> list[AssetGrant]:
     """The person revoked one permission (``permissions`` webhook): the grants it affected are marked.
 
-    A grant that keeps other permissions stays, minus the revoked one; a grant left
-    with none is revoked. The permission is dropped from the tokens' scopes.
+    A grant that keeps other permissions stays, minus the revoked one; a grant left with none
+    is "permission removed" (the person can grant it again by reconnecting; nothing is dead).
+    The permission moves from the tokens' scopes to their ``missing_permissions``, as the
+    sweep does when Meta stops listing it.
     """
     if not meta_user_id or not permission:
         return []
@@ -390,13 +372,21 @@ def revoke_permission(meta_user_id: str, permission: str, *, target_ids=None, ac
         if permission in token.scopes and not targets:
             token.scopes = [scope for scope in token.scopes if scope != permission]
             token.granular_scopes = [entry for entry in token.granular_scopes if entry.get("scope") != permission]
-            token.save(update_fields=["scopes", "granular_scopes", "updated_at"])
+            token.missing_permissions = sorted({*token.missing_permissions, permission})
+            token.permissions_removed_at = token.permissions_removed_at or timezone.now()
+            token.status_reason = token.permission_note()
+            token.save(
+                update_fields=[
+                    "scopes", "granular_scopes", "missing_permissions", "permissions_removed_at", "status_reason",
+                    "updated_at",
+                ]
+            )  # fmt: skip
         for grant in token.grants.select_related("asset").exclude(status=AssetGrant.Status.REVOKED):
             if permission not in grant.scopes or (targets and grant.asset.meta_id not in targets):
                 continue
             grant.scopes = [scope for scope in grant.scopes if scope != permission]
             if not grant.scopes:
-                grant.status = AssetGrant.Status.REVOKED
+                grant.status = AssetGrant.Status.PERMISSION_REMOVED
             grant.save(update_fields=["scopes", "status"])
             affected.append(grant)
         record_event(

@@ -23,6 +23,11 @@ class AccessToken(StatusTransitionsMixin, models.Model):
         SYSTEM_USER = "system_user", "System user"
         USER = "user", "User"
         GRANULAR_SYSTEM_USER = "granular_system_user", "Granular system user"
+        # Derived from a user token (``/me/accounts``); its parent is the thing that expires.
+        PAGE = "page", "Page"
+
+    # Kinds derived from another token (``parent``): never the one live token of a configuration.
+    DERIVED_KINDS = (Kind.GRANULAR_SYSTEM_USER, Kind.PAGE)
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -66,9 +71,14 @@ class AccessToken(StatusTransitionsMixin, models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     consecutive_check_failures = models.PositiveIntegerField(default=0)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="granular_tokens"
+    missing_permissions = models.JSONField(
+        default=list, blank=True, help_text="Permissions the person removed since granting (Meta no longer lists them)."
     )
+    permissions_removed_at = models.DateTimeField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="granular_tokens",
+        help_text="The token this one derives from: a granular token's system-user token, a Page token's user token.",
+    )  # fmt: skip
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     purpose = models.CharField(max_length=200, blank=True, help_text="What a granular token is for.")
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -80,7 +90,7 @@ class AccessToken(StatusTransitionsMixin, models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["client", "configuration"],
-                condition=Q(status__in=["active", "expiring"]) & ~Q(kind="granular_system_user"),
+                condition=Q(status__in=["active", "expiring"]) & ~Q(kind__in=["granular_system_user", "page"]),
                 name="token_one_live_per_client_configuration",
                 violation_error_message="This client already has a live token for this configuration.",
             ),
@@ -88,6 +98,11 @@ class AccessToken(StatusTransitionsMixin, models.Model):
                 condition=~Q(kind="granular_system_user") | Q(parent__isnull=False),
                 name="token_granular_has_parent",
                 violation_error_message="A granular system-user token must name the token it derives from.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="page") | Q(parent__isnull=False),
+                name="token_page_has_parent",
+                violation_error_message="A Page token must name the user token it was derived from.",
             ),
         ]
         indexes = [
@@ -115,9 +130,22 @@ class AccessToken(StatusTransitionsMixin, models.Model):
         return self.expires_at is not None and (now or timezone.now()) >= self.expires_at
 
     def ends_at(self):
-        """When this token stops working: the earlier of expiry and data-access expiry."""
+        """When this token stops working: the earlier of expiry and data-access expiry.
+
+        A Page token has no expiry of its own from a long-lived user token, but dies with the
+        user token's access: its end is its parent's.
+        """
         ends = [moment for moment in (self.expires_at, self.data_access_expires_at) if moment]
+        if self.kind == self.Kind.PAGE and self.parent_id is not None:
+            ends.append(self.parent.ends_at())
+        ends = [moment for moment in ends if moment]
         return min(ends) if ends else None
+
+    def permission_note(self) -> str:
+        """What staff and people see when a permission was removed (empty when none was)."""
+        if not self.missing_permissions:
+            return ""
+        return f"Permission removed: {', '.join(self.missing_permissions)}. Reconnect to grant it again."
 
     def days_left(self, now=None) -> int | None:
         ends = self.ends_at()
@@ -168,6 +196,8 @@ class AssetGrant(models.Model):
         ENDED = "ended", "Access ended"
         REMOVED = "removed", "Removed by the client"
         REVOKED = "revoked", "Revoked"
+        # The person removed the permission this asset needs: Meta answers 10/200 until they grant it again.
+        PERMISSION_REMOVED = "permission_removed", "Permission removed"
 
     token = models.ForeignKey(AccessToken, on_delete=models.CASCADE, related_name="grants")
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="grants")
@@ -175,7 +205,7 @@ class AssetGrant(models.Model):
     user_access_expire_time = models.DateTimeField(
         null=True, blank=True, help_text="Set by Meta when the person's access to this asset ends."
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     removed_at = models.DateTimeField(null=True, blank=True)
@@ -204,6 +234,7 @@ class Reminder(models.Model):
         ASSET_ACCESS_ENDING = "asset_access_ending", "Asset access ending"
         TOKEN_INVALID = "token_invalid", "Token invalid"
         DATA_ACCESS_EXPIRING = "data_access_expiring", "Data access expiring"
+        PERMISSION_REMOVED = "permission_removed", "Permission removed"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -269,6 +300,7 @@ class TokenEvent(models.Model):
         CHECKED = "checked", "Checked"
         EXPIRING = "expiring", "Expiring"
         INVALIDATED = "invalidated", "Invalidated"
+        PERMISSION_REMOVED = "permission_removed", "Permission removed"
         REVOKED = "revoked", "Revoked"
         SUPERSEDED = "superseded", "Superseded"
         RECONNECTED = "reconnected", "Reconnected"

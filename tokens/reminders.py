@@ -101,6 +101,8 @@ class Subject:
 
 
 def token_subject(token: AccessToken) -> Subject | None:
+    if token.kind == AccessToken.Kind.PAGE:
+        return None  # its user token is what ends, and that token's reminders say so
     if token.status == AccessToken.Status.INVALID:
         # Meta said it is dead: one "ended" reminder, dated when we learnt it.
         return Subject(token, Reminder.Reason.TOKEN_INVALID, token.last_checked_at or token.updated_at)
@@ -110,9 +112,26 @@ def token_subject(token: AccessToken) -> Subject | None:
     return Subject(token, end[0], end[1]) if end else None
 
 
+def permission_subject(token: AccessToken) -> Subject | None:
+    """A live token on which the person removed a permission: one reminder, dated when we learnt it."""
+    if (
+        token.kind == AccessToken.Kind.PAGE
+        or token.status not in AccessToken.LIVE_STATUSES
+        or not token.missing_permissions
+        or token.permissions_removed_at is None
+    ):
+        return None
+    return Subject(token, Reminder.Reason.PERMISSION_REMOVED, token.permissions_removed_at)
+
+
+# Reasons about something that has already happened: one "ended" reminder, never stages.
+HAPPENED = (Reminder.Reason.TOKEN_INVALID, Reminder.Reason.PERMISSION_REMOVED)
+
+
 def grant_subject(grant: AssetGrant, covered: bool) -> Subject | None:
     if (
-        covered
+        grant.token.kind == AccessToken.Kind.PAGE
+        or covered
         or grant.user_access_expire_time is None
         or grant.status not in GRANT_LIVE_STATUSES
         or grant.token.status not in GRANT_TOKEN_STATUSES
@@ -131,11 +150,16 @@ def covered_grant_ids(grants: list[AssetGrant]) -> set[int]:
     if not grants:
         return set()
     covers: dict[tuple[int, int], list[tuple[int, datetime | None]]] = defaultdict(list)
-    rows = AssetGrant.objects.filter(
-        asset_id__in={grant.asset_id for grant in grants},
-        status__in=(AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING),
-        token__status__in=AccessToken.LIVE_STATUSES,
-    ).values_list("asset_id", "token__client_id", "token_id", "user_access_expire_time")
+    rows = (
+        AssetGrant.objects.filter(
+            asset_id__in={grant.asset_id for grant in grants},
+            status__in=(AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING),
+            token__status__in=AccessToken.LIVE_STATUSES,
+        )
+        # A Page token's grant ends with its user token's: it covers nothing for longer.
+        .exclude(token__kind=AccessToken.Kind.PAGE)
+        .values_list("asset_id", "token__client_id", "token_id", "user_access_expire_time")
+    )
     for asset_id, client_id, token_id, expires in rows:
         covers[(client_id, asset_id)].append((token_id, expires))
     covered = set()
@@ -190,7 +214,7 @@ def due_stages(subjects: Iterable[Subject], now: datetime) -> list[tuple[Subject
     due = []
     for subject in subjects:
         stage = current_stage(subject.ends_at, now)
-        if subject.reason == Reminder.Reason.TOKEN_INVALID:
+        if subject.reason in HAPPENED:
             stage = (STAGE_ENDED, subject.ends_at)
         if stage is not None:
             due.append((subject, *stage))
@@ -219,14 +243,14 @@ def _wanted_rows(stages: list[tuple[Subject, str, datetime]]) -> list[Reminder]:
     return rows
 
 
-def _plan(subjects: Iterable[Subject], now: datetime, result: PlanResult) -> None:
+def _plan(subjects: Iterable[Subject], now: datetime, result: PlanResult, *, announce: bool = True) -> None:
     """One page of subjects: its reminder rows, and the signal that says which stages are due, together."""
     stages = due_stages(subjects, now)
     rows = _wanted_rows(stages)
     with transaction.atomic():
         result.planned += len(rows)
         result.reactivated += _store(rows)
-        if stages:
+        if stages and announce:
             reminder_stages_due.send(sender=Reminder, stages=[subject.at(name) for subject, name, _ in stages])
 
 
@@ -265,6 +289,17 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
     )  # reminders never need the value
     for page in _pages(tokens):
         _plan(filter(None, map(token_subject, page)), now, result)
+
+    removed = (
+        AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES, permissions_removed_at__gte=floor)
+        .exclude(kind=AccessToken.Kind.PAGE)
+        .select_related("client", "granted_by")
+        .defer("value")
+    )
+    for page in _pages(removed):
+        # Not announced as a stage (reminder_stages_due): its receivers read an "ended" stage as a
+        # broken connection, and a removed permission breaks nothing but what needed it.
+        _plan(filter(None, map(permission_subject, page)), now, result, announce=False)
 
     grants = (
         AssetGrant.objects.filter(
@@ -305,6 +340,8 @@ def stale_reminders(reminders: list[Reminder], now: datetime) -> dict[int, str]:
     for reminder in reminders:
         if reminder.grant_id:
             subject = grant_subject(reminder.grant, reminder.grant_id in covered)
+        elif reminder.reason == Reminder.Reason.PERMISSION_REMOVED:
+            subject = permission_subject(reminder.token)
         else:
             subject = token_subject(reminder.token)
         why = _why_stale(reminder, subject, now)
@@ -317,8 +354,10 @@ def _why_stale(reminder: Reminder, subject: Subject | None, now: datetime) -> st
     if subject is None or subject.reason != reminder.reason:
         if reminder.grant_id:
             return "Access to this asset no longer ends (reconnected, covered by a newer token, or removed)."
+        if reminder.reason == Reminder.Reason.PERMISSION_REMOVED:
+            return "The permission was granted again, or the token was reconnected, replaced or revoked."
         return "The token was reconnected, replaced or revoked."
-    if subject.reason == Reminder.Reason.TOKEN_INVALID:
+    if subject.reason in HAPPENED:
         return ""
     stage = current_stage(subject.ends_at, now)
     if stage is None:

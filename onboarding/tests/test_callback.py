@@ -86,6 +86,45 @@ def test_a_user_token_is_made_long_lived_and_records_the_grantor(
     assert ClientBusiness.objects.get().meta_business_id == "7001"
 
 
+def test_a_user_token_s_page_tokens_are_stored_after_the_callback(
+    client, client_business, contact, user_config, fake_graph
+):
+    from onboarding.invitations import create_invitation
+    from testsupport.fake_graph import FakeToken
+
+    _, key = create_invitation(client_business, user_config, contact=contact)
+    fake_graph.answer(acme_token(type="USER", user_id="4242", scopes=["pages_show_list", "pages_read_engagement"]))
+    fake_graph.token.assets = {"201": ("page", "Acme Bakery Page", None), "202": ("page", "Acme Cakes Page", None)}
+    fake_graph.token.pages = {"201": "EAAB-page-token-201", "202": "EAAB-page-token-202"}
+    for page_id, value in fake_graph.token.pages.items():
+        fake_graph.answer(FakeToken(type="PAGE", user_id="4242", profile_id=page_id), value=value)
+    fake_graph.answer(FakeToken(type="PAGE", profile_id="999"), value="EAAB-page-token-202")  # not that Page's
+
+    state = open_and_start(client, key)
+    callback(client, code="c", state=state)
+
+    user = AccessToken.objects.get(kind="user")
+    (page,) = AccessToken.objects.filter(kind="page")
+    assert (page.parent, page.value, page.granted_by) == (user, "EAAB-page-token-201", contact)
+    assert list(page.grants.values_list("asset__meta_id", flat=True)) == ["201"]
+
+
+def test_page_tokens_that_cannot_be_had_now_leave_the_connection_standing(
+    client, client_business, contact, user_config, fake_graph
+):
+    from onboarding.invitations import create_invitation
+
+    _, key = create_invitation(client_business, user_config, contact=contact)
+    fake_graph.answer(acme_token(type="USER", user_id="4242", scopes=["pages_show_list", "pages_read_engagement"]))
+    fake_graph.fail_on["page_tokens"] = TransientError("Service temporarily unavailable", code=2, http_status=503)
+
+    state = open_and_start(client, key)
+    callback(client, code="c", state=state)
+
+    assert LoginAttempt.objects.get().outcome == "succeeded"
+    assert list(AccessToken.objects.values_list("kind", flat=True)) == ["user"]
+
+
 def test_replaying_a_completed_callback_shows_the_same_result_and_stores_nothing_twice(
     client, invitation_key, fake_graph
 ):

@@ -205,8 +205,11 @@ def test_a_revoked_permission_marks_the_grants_it_affects(client, connected):
     assert post_webhook(client, body).json()["grants_marked"] == 2
     grants = {g.asset.meta_id: g for g in AssetGrant.objects.select_related("asset")}
     assert grants["201"].status == "active" and grants["201"].scopes == ["pages_show_list"]
-    assert grants["202"].status == "revoked"
-    assert "pages_read_engagement" not in AccessToken.objects.get().scopes
+    assert grants["202"].status == "permission_removed"  # not dead: the person can grant it again
+    token = AccessToken.objects.get()
+    assert "pages_read_engagement" not in token.scopes
+    assert token.missing_permissions == ["pages_read_engagement"] and token.status == "active"
+    assert "Permission removed: pages_read_engagement" in token.status_reason
 
 
 def test_an_update_re_reads_the_tokens_assets(client, connected, monkeypatch):

@@ -46,7 +46,27 @@ def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> li
         AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(last_checked_at=now)
     for token in tokens:
         token.last_checked_at = now
+    _attach_parents(tokens)
     return tokens
+
+
+def _attach_parents(tokens: list[AccessToken]) -> None:
+    """A Page token's end is its user token's (``ends_at``): read the parents in one query."""
+    wanted = {token.parent_id for token in tokens if token.kind == AccessToken.Kind.PAGE and token.parent_id}
+    if not wanted:
+        return
+    parents = AccessToken.objects.defer("value").in_bulk(list(wanted))
+    for token in tokens:
+        if token.parent_id in parents:
+            token.parent = parents[token.parent_id]
+
+
+def _business_ids(tokens: list[AccessToken]) -> dict[int, str]:
+    """The client business of each token: X-Business-Use-Case-Usage is keyed by it."""
+    rows = AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).values_list(
+        "pk", "client__meta_business_id"
+    )
+    return {pk: business_id for pk, business_id in rows if business_id}
 
 
 def check_tokens(
@@ -74,8 +94,10 @@ def check_tokens(
 
     grants = _grants_by_token(tokens)
     stored = ciphertexts(tokens)
+    businesses = _business_ids(tokens)
     checks: dict[int, TokenCheck] = {}
     coverage: dict[int, Coverage] = {}
+    throttled: dict[int, GraphError] = {}
     stop: GraphError | None = None
     # No transaction is open while Meta is asked: the answers are written together afterwards.
     for start in range(0, len(tokens), META_BATCH):
@@ -86,6 +108,15 @@ def check_tokens(
             for token in batch:
                 checks[token.pk] = TokenCheck(token)
                 decisions.defer(checks[token.pk], stop, now, result)
+            continue
+        # A business Meta throttled waits alone: its tokens are not asked about, the others are.
+        busy = _busy_businesses(client)
+        for token in [token for token in batch if businesses.get(token.pk) in busy]:
+            checks[token.pk] = TokenCheck(token)
+            decisions.defer(checks[token.pk], busy[businesses[token.pk]], now, result)
+            result.business_throttled += 1
+        batch = [token for token in batch if token.pk not in checks]
+        if not batch:
             continue
         values = token_values(batch, stored)
         infos = client.debug_tokens([values[token.pk] for token in batch])
@@ -106,10 +137,14 @@ def check_tokens(
                     error = info.error or TransientError("Meta said not valid, without a reason.")
                     decisions.failed(check, error, now, result)
             else:
-                decisions.refresh(check, info, now)
-                valid.append(token)
+                decisions.refresh(check, info, now, result)
+                # A Page token covers its one Page: there is nothing more to read about it.
+                if token.kind != AccessToken.Kind.PAGE:
+                    valid.append(token)
         if valid and stop is None:
-            coverage.update(read_coverage(client, valid, values, result))
+            read, limited = read_coverage(client, valid, values, grants, result)
+            coverage.update(read)
+            throttled.update(limited)
 
     with transaction.atomic():
         for check in checks.values():
@@ -120,6 +155,8 @@ def check_tokens(
                 if token_coverage is not None:
                     decisions.apply_coverage(check, token_grants, token_coverage, now, result)
                 decisions.schedule(check, token_grants, now, result)
+                if token.pk in throttled:
+                    decisions.throttled_business(check, throttled[token.pk], now, result)
         save(list(checks.values()), grants, result)
         record_progress(run, result, len(token_ids))
     return result
@@ -160,13 +197,29 @@ def _grants_by_token(tokens: list[AccessToken]) -> dict[int, list[GrantRow]]:
     return grants
 
 
-def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
-    """Slow down as Meta's usage headers approach the budget; stop before it is spent."""
+def _busy_businesses(client) -> dict[str, RateLimitError]:
+    """Businesses whose business-use-case usage reached the stop level, with how long to wait."""
     usage = client.usage
-    percent = usage.max_percent()
+    busy = {}
+    for business_id in usage.business:
+        percent = usage.business_percent(business_id)
+        if percent >= settings.SWEEP_USAGE_STOP_PERCENT:
+            wait = usage.business_regain_seconds(business_id) or decisions.RATE_LIMIT_PAUSE.total_seconds()
+            busy[business_id] = RateLimitError(f"Business at {percent:.0f}% of its budget", retry_after=wait)
+    return busy
+
+
+def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
+    """Slow down as the app's platform usage approaches the budget; stop before it is spent.
+
+    Only X-App-Usage counts here (every call shares it); a business's own usage holds back
+    that business's tokens alone (``_busy_businesses``).
+    """
+    usage = client.usage
+    percent = usage.app_percent()
     if percent >= settings.SWEEP_USAGE_STOP_PERCENT:
-        wait = usage.regain_access_seconds() or decisions.RATE_LIMIT_PAUSE.total_seconds()
-        return RateLimitError(f"Usage at {percent:.0f}% of Meta's budget", retry_after=wait)
+        # X-App-Usage says no time to wait: pause the default.
+        return RateLimitError(f"Usage at {percent:.0f}% of Meta's budget", retry_after=None)
     if percent >= settings.SWEEP_USAGE_SLOWDOWN_PERCENT:
         # Linear from no pause at the threshold to 5 s a batch just below the stop level.
         span = max(settings.SWEEP_USAGE_STOP_PERCENT - settings.SWEEP_USAGE_SLOWDOWN_PERCENT, 1)

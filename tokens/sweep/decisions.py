@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from graph.errors import GraphError, InvalidTokenError
+from graph.permissions import USER_ONLY
 
 from ..models import AccessToken, AssetGrant, TokenEvent
 from .state import ChunkResult, Coverage, GrantRow, TokenCheck
@@ -76,9 +77,17 @@ def invalidate(check: TokenCheck, error: InvalidTokenError, now: datetime, resul
     )
 
 
-def refresh(check: TokenCheck, info, now: datetime) -> None:
-    """Take what debug_token says; only what differs is written (most days nothing but the next check)."""
+def refresh(check: TokenCheck, info, now: datetime, result: ChunkResult | None = None) -> None:
+    """Take what debug_token says; only what differs is written (most days nothing but the next check).
+
+    A permission the token had and Meta no longer lists was removed by the person: it is kept
+    in ``missing_permissions`` (until Meta lists it again) and audited once. The token stays
+    valid: Meta answers 10/200 on what needs it, which means "grant it again", not "invalid".
+    """
     token = check.token
+    removed = set(token.scopes) - set(info.scopes) - USER_ONLY
+    missing = sorted((set(token.missing_permissions) | removed) - set(info.scopes))
+    newly = sorted(set(missing) - set(token.missing_permissions))
     fresh = {
         "expires_at": info.expires_at,
         "data_access_expires_at": info.data_access_expires_at,
@@ -87,6 +96,8 @@ def refresh(check: TokenCheck, info, now: datetime) -> None:
         "consecutive_check_failures": 0,
         "error_code": None,
         "error_subcode": None,
+        "missing_permissions": missing,
+        "permissions_removed_at": (token.permissions_removed_at or now) if missing else None,
     }
     check.refreshed = True
     check.fields = set()
@@ -94,6 +105,17 @@ def refresh(check: TokenCheck, info, now: datetime) -> None:
         if getattr(token, name) != value:
             setattr(token, name, value)
             check.fields.add(name)
+    if newly and result is not None:
+        result.permissions_removed += 1
+        result.events.append(
+            event(
+                TokenEvent.Kind.PERMISSION_REMOVED,
+                token,
+                now,
+                f"Meta no longer lists {', '.join(newly)}: the person removed it. Reconnect to grant it again.",
+                {"permissions": newly},
+            )
+        )
 
 
 def grant_status(expires: datetime | None, now: datetime) -> str:
@@ -113,7 +135,7 @@ def apply_coverage(check: TokenCheck, grants: list[GrantRow], coverage: Coverage
             check.new_grants.append((ref, expires))
             added.append(meta_id)
             continue
-        if grant.status in (AssetGrant.Status.REVOKED,):
+        if grant.status == AssetGrant.Status.REVOKED:
             continue
         before = (grant.status, grant.user_access_expire_time, grant.scopes, grant.removed_at)
         if grant.status == AssetGrant.Status.REMOVED:
@@ -129,6 +151,12 @@ def apply_coverage(check: TokenCheck, grants: list[GrantRow], coverage: Coverage
             grant.changed = True
     for meta_id, grant in by_meta_id.items():
         live = grant.status in (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING, AssetGrant.Status.ENDED)
+        if meta_id not in wanted and live and grant.kind in coverage.permission_removed:
+            # Not gone: unreadable until the person grants the permission again.
+            grant.status = AssetGrant.Status.PERMISSION_REMOVED
+            grant.last_checked_at = now
+            grant.changed = True
+            continue
         if meta_id not in wanted and live and grant.kind in coverage.kinds_read:
             grant.status = AssetGrant.Status.REMOVED
             grant.removed_at = now
@@ -147,6 +175,19 @@ def apply_coverage(check: TokenCheck, grants: list[GrantRow], coverage: Coverage
                 {"added": added, "removed": removed},
             )
         )
+
+
+def throttled_business(check: TokenCheck, error: GraphError, now: datetime, result: ChunkResult) -> None:
+    """Meta throttled this token's business: look again once it said access comes back.
+
+    Only that business waits; the chunk goes on with the others' tokens.
+    """
+    wait = timedelta(seconds=max(getattr(error, "retry_after", None) or RATE_LIMIT_PAUSE.total_seconds(), 60))
+    token = check.token
+    if token.next_check_at is None or token.next_check_at > now + wait:
+        token.next_check_at = now + wait
+        check.fields.add("next_check_at")
+    result.business_throttled += 1
 
 
 def check_interval() -> timedelta:
@@ -187,8 +228,9 @@ def schedule(check: TokenCheck, grants: list[GrantRow], now: datetime, result: C
     result.checked += 1
     result.expiring += status == AccessToken.Status.EXPIRING
     result.active += status == AccessToken.Status.ACTIVE
-    if token.status_reason:
-        token.status_reason = ""
+    reason = token.permission_note()
+    if token.status_reason != reason:
+        token.status_reason = reason
         fields.add("status_reason")
     token.next_check_at = next_check(token, grants, now)
     fields.add("next_check_at")

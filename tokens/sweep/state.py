@@ -18,6 +18,8 @@ class ChunkResult:
     invalid: int = 0
     errors: int = 0
     deferred: int = 0  # pushed back by a rate limit or high usage
+    business_throttled: int = 0  # of those, because Meta throttled the token's business (the others went on)
+    permissions_removed: int = 0  # tokens on which a person removed a permission (seen now)
     assets_added: int = 0
     assets_removed: int = 0
     requests_paused: float = 0.0
@@ -32,6 +34,8 @@ class ChunkResult:
             "invalid": self.invalid,
             "errors": self.errors,
             "deferred": self.deferred,
+            "business_throttled": self.business_throttled,
+            "permissions_removed": self.permissions_removed,
             "assets_added": self.assets_added,
             "assets_removed": self.assets_removed,
         }
@@ -74,3 +78,4 @@ class Coverage:
     refs: list[GrantedAsset] = field(default_factory=list)
     expiry: dict[str, datetime | None] = field(default_factory=dict)  # meta_id -> user_access_expire_time
     kinds_read: set[str] = field(default_factory=set)  # edges read completely: their absence means removed
+    permission_removed: set[str] = field(default_factory=set)  # kinds the person removed the permission for

@@ -84,7 +84,7 @@ def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(sim
     # Onboarded with Alice's personal account: a user token on two Pages and an ad account.
     page = through_dialog(client, f"/invite/{key}/", person=ALICE, assets=[PAGE_1, PAGE_2, AD_1])
     assert "Acme Bakery Page 2" in page
-    old = AccessToken.objects.get()
+    old = AccessToken.objects.get(kind="user")  # with a Page token per Page it derived
     assert old.kind == "user"
 
     ends = simulated_meta.api.migrate_to_managed_accounts(ACME).replace(microsecond=0)
@@ -126,7 +126,7 @@ def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(sim
         result = through_dialog(client, local(link), person=DANA, assets=[PAGE_1, AD_1])
     assert "Acme Bakery Page 1" in result
     old.refresh_from_db()
-    new = AccessToken.objects.get(status__in=["active", "expiring"])
+    new = AccessToken.objects.get(kind="user", status__in=["active", "expiring"])
     assert old.status == "superseded" and new.pk != old.pk
     assert {PAGE_1, AD_1, ACME} <= {g.asset.meta_id for g in new.grants.select_related("asset")}
     assert PAGE_2 not in {g.asset.meta_id for g in new.grants.select_related("asset")}

@@ -134,6 +134,7 @@ def test_the_sweep_reads_what_each_token_still_covers(frozen, meta, active_clien
         active_client,
         "user",
         assets={"101": ("page", "Kept", NOW + 20 * DAY), "103": ("ad_account", "New ads", None)},
+        scopes=["pages_show_list", "ads_read"],  # edges are asked only for what the permissions let it read
     )
     make_grant(token, kept)
     make_grant(token, gone)

@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from common.meta import graph_client
 from graph.client import GraphClient
-from testsupport.factories import make_client, make_configuration
-from tokens.install import granted_assets, install_token
+from testsupport.factories import install_simulated_token, make_client
 from tokens.models import AccessToken, AssetGrant
 from tokens.sweep import check_tokens, start_sweep
 
@@ -21,22 +20,10 @@ ALICE = "1000000000000001"
 
 
 def onboard(meta, client, *, person_id=ALICE, business_id=ACME, token_type="user", asset_ids=None, contact=None):
-    value = meta.api.issue_token(
-        token_type=token_type, business_id=business_id, person_id=person_id, asset_ids=asset_ids
-    )
-    graph = graph_client()
-    info = graph.debug_token(value)
-    system_user_id = info.user_id if token_type != "user" else None
-    assets = granted_assets(info.granular_scopes, graph.list_assets(value, system_user_id=system_user_id))
-    return install_token(
-        client=client,
-        configuration=make_configuration(token_type=token_type),
-        kind=AccessToken.Kind.USER if token_type == "user" else AccessToken.Kind.SYSTEM_USER,
-        value=value,
-        info=info,
-        assets=assets,
-        granted_by=contact,
-    ).token
+    return install_simulated_token(
+        meta, client, token_type=token_type, contact=contact, business_id=business_id, person_id=person_id,
+        asset_ids=asset_ids,
+    )  # fmt: skip
 
 
 def run_sweep(**kwargs):

@@ -100,3 +100,11 @@ def simulated_meta(live_server, settings):
 def ledger_redis_prefix(settings):
     settings.VERIFICATION_LEDGER_REDIS_PREFIX = f"test:ledger:{os.urandom(8).hex()}:"
     settings.VERIFICATION_LEDGER_REDIS_TTL_SECONDS = 3600
+
+
+# --- Rate limits (common.ratelimit): each test counts from zero, whichever cache is configured.
+
+
+@pytest.fixture(autouse=True)
+def rate_limit_key_prefix(settings):
+    settings.RATE_LIMIT_KEY_PREFIX = f"test:ratelimit:{os.urandom(8).hex()}:"

@@ -5,21 +5,34 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import translation
 
 
 def send_templated_email(
-    name: str, context: dict, to: list[str], *, connection=None, headers: dict | None = None
+    name: str,
+    context: dict,
+    to: list[str],
+    *,
+    connection=None,
+    headers: dict | None = None,
+    language: str | None = None,
 ) -> str:
-    """Render and send one message (plain text with an HTML alternative); returns its subject."""
-    subject = " ".join(render_to_string(f"emails/{name}_subject.txt", context).split())
+    """Render and send one message (plain text with an HTML alternative); returns its subject.
+
+    Rendered in ``language`` (default LANGUAGE_CODE), whatever language a request or task had active.
+    """
+    with translation.override(language or settings.LANGUAGE_CODE):
+        subject = " ".join(render_to_string(f"emails/{name}_subject.txt", context).split())
+        text = render_to_string(f"emails/{name}.txt", context)
+        html = render_to_string(f"emails/{name}.html", context)
     message = EmailMultiAlternatives(
         subject=subject,
-        body=render_to_string(f"emails/{name}.txt", context),
+        body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=to,
         connection=connection,
         headers=headers,
     )
-    message.attach_alternative(render_to_string(f"emails/{name}.html", context), "text/html")
+    message.attach_alternative(html, "text/html")
     message.send()
     return subject

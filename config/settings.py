@@ -1,10 +1,11 @@
 """Every setting comes from the environment (django-environ); defaults are safe for the demo.
 
 Production mode (``DJANGO_PRODUCTION=true``) turns the unsafe defaults into
-system check errors, see ``config.checks``.
+system check errors, see ``config.checks``; docs/deploy.md lists a production environment.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -14,6 +15,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # refuses to start with any of them (config/checks.py).
 DEMO_SECRET_KEY = "demo-insecure-secret-key-change-me"
 DEMO_FIELD_ENCRYPTION_KEY = "demo-insecure-field-encryption-key-change-me"
+DEMO_META_APP_ID = "100000000000001"
+DEMO_META_APP_SECRET = "demo-app-secret"
+DEMO_WEBHOOK_VERIFY_TOKEN = "demo-webhook-verify-token"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -23,9 +27,35 @@ VAR_DIR = Path(env.str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 
 PRODUCTION = env.bool("DJANGO_PRODUCTION", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEMO_SECRET_KEY)
+# Old secret keys still accepted for signatures (sessions, invitation links) while SECRET_KEY rotates.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# The portal's public address: absolute links in emails, the OAuth redirect URI, the CSRF origin.
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+PORTAL_NAME = env.str("PORTAL_NAME", default="Tech Provider Portal")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+# HTTPS behind a proxy: forms posted to PORTAL_BASE_URL pass Django's origin check without
+# listing it twice; other origins (a second hostname) go in DJANGO_CSRF_TRUSTED_ORIGINS.
+CSRF_TRUSTED_ORIGINS = [
+    *env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[]),
+    *([_origin(PORTAL_BASE_URL)] if _origin(PORTAL_BASE_URL).startswith("https://") else []),
+]
+# "HTTP_X_FORWARDED_PROTO,https": the header a TLS-terminating proxy sets (and strips from clients).
+SECURE_PROXY_SSL_HEADER = tuple(env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])) or None
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+# HSTS is sticky in browsers, so it is off until the operator turns it on (docs/deploy.md).
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
 
 # Tokens are encrypted with a key of their own so SECRET_KEY can be rotated freely.
 # Previous keys stay readable while `rotate_field_encryption_key` re-encrypts rows.
@@ -54,13 +84,21 @@ if META_SIMULATOR:
     INSTALLED_APPS.append("simulator")
 
 MIDDLEWARE = [
+    # Load balancers' probes are answered before the Host check and the HTTPS redirect.
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Request id and log context for every record below; refuses NUL and control characters.
+    "common.logs.RequestContextMiddleware",
+    "common.security.RejectMalformedRequestsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "common.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -75,6 +113,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.portal",
@@ -88,6 +127,15 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs the web server, a worker and beat against one file.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+else:
+    # Persistent connections (docs/deploy.md suggests 60 s), checked before reuse after a database restart.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Readiness and requests fail fast instead of hanging on an unreachable server.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -97,14 +145,31 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Client-facing text is marked for translation; English is the default and the only language
+# shipped. A translation goes in locale/<code>/LC_MESSAGES/django.po and its code in PORTAL_LANGUAGES.
+LANGUAGE_CODE = "en"
+LANGUAGES = [(code, code) for code in env.list("PORTAL_LANGUAGES", default=["en"])]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+# The app serves its own static files (whitenoise): a bare gunicorn works. In production the
+# files are collected with hashed names (collectstatic), so they can be cached for a year.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if env.bool("PORTAL_HASHED_STATIC", default=PRODUCTION)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG  # the demo serves straight from static/, no collectstatic
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET navigation back from Meta
@@ -113,6 +178,27 @@ CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Error reports (and Django's debug page) hide GET parameters that carry codes and tokens too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "common.security.PortalExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "common.security.PortalExceptionReporter"
+
+# Content Security Policy on every response (django-csp). Nothing inline, no CDN; forms may
+# post to ourselves and, through the redirect after "Continue with Facebook", to Meta's dialog
+# (its origin is added from META_DIALOG_URL per request, see common.security).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
 
 # Email
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
@@ -121,12 +207,10 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Portal <portal@local
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="support@localhost")
 HELP_CENTER_URL = env.str("HELP_CENTER_URL", default="https://www.facebook.com/business/help")
-PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
-PORTAL_NAME = env.str("PORTAL_NAME", default="Tech Provider Portal")
 
 # Meta
-META_APP_ID = env.str("META_APP_ID", default="100000000000001")
-META_APP_SECRET = env.str("META_APP_SECRET", default="demo-app-secret")
+META_APP_ID = env.str("META_APP_ID", default=DEMO_META_APP_ID)
+META_APP_SECRET = env.str("META_APP_SECRET", default=DEMO_META_APP_SECRET)
 META_GRAPH_VERSION = env.str("META_GRAPH_VERSION", default="v26.0")
 META_GRAPH_URL = env.str(
     "META_GRAPH_URL",
@@ -138,7 +222,7 @@ META_DIALOG_URL = env.str(
 ).rstrip("/")
 # "plain": HMAC(app_secret, token); "timestamped": HMAC(app_secret, token|time) + appsecret_time.
 META_APPSECRET_PROOF_MODE = env.str("META_APPSECRET_PROOF_MODE", default="plain")
-META_WEBHOOK_VERIFY_TOKEN = env.str("META_WEBHOOK_VERIFY_TOKEN", default="demo-webhook-verify-token")
+META_WEBHOOK_VERIFY_TOKEN = env.str("META_WEBHOOK_VERIFY_TOKEN", default=DEMO_WEBHOOK_VERIFY_TOKEN)
 META_HTTP_TIMEOUT = env.float("META_HTTP_TIMEOUT", default=20.0)
 
 # Celery. Without REDIS_URL the embedded default is kombu's filesystem transport:
@@ -172,16 +256,87 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}  # each app's named entries are added below, in its block
 
+# Celery leaves logging to Django's LOGGING (one format for web, worker and beat).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Cache: rate-limit counters (common.ratelimit). Redis when configured, so every web process
+# counts together; per process otherwise (the demo).
+CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=REDIS_URL)
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_REDIS_URL, "KEY_PREFIX": "portal"}
+        if CACHE_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "portal"}
+    )
+}
+
+# Rate limits (common.ratelimit, docs/architecture.md): "<count>/<s|m|h|d>" per rule, per client
+# IP unless the rule says otherwise. Override any of them with RATE_LIMITS="admin-login=5/m,...".
+RATE_LIMITS = {
+    "connect-start": "20/m",
+    "connect-callback": "30/m",
+    "invitation": "60/m",
+    "deletion-status": "60/m",
+    # Meta's servers call these; several share an address, so the limit is generous.
+    "meta-callbacks": "600/m",
+    # POSTs of the admin login form (attempts); per-account lockout is left to django-axes (D33).
+    "admin-login": "10/m",
+    # The provider's API: per credential key, and per IP before a credential is known.
+    "api": "600/m",
+    "api-ip": "1200/m",
+    **env.dict("RATE_LIMITS", default={}),
+}
+RATE_LIMITS_ENABLED = env.bool("RATE_LIMITS_ENABLED", default=True)
+RATE_LIMIT_KEY_PREFIX = env.str("RATE_LIMIT_KEY_PREFIX", default="ratelimit:")
+# How many proxies in front of the portal append to X-Forwarded-For; 0 trusts only REMOTE_ADDR.
+PORTAL_TRUSTED_PROXY_COUNT = env.int("PORTAL_TRUSTED_PROXY_COUNT", default=0)
+
+# Logs: one JSON object per line in production (request id, Celery task id, client id on every
+# record), plain text in the demo. Records about requests to Meta's callbacks, the OAuth callback
+# and webhooks reach no handler with their query string or body (common.logs).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
+_SENSITIVE_REQUEST_LOGGERS = [
+    "django.request",
+    "django.server",
+    "django.security.csrf",
+    "django.security.DisallowedHost",
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "common.logs.LogContextFilter"},
+        "sensitive_requests": {"()": "common.logs.SensitiveRequestFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(log_context)s] %(message)s"},
+        "json": {"()": "common.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # urllib3 logs full request URLs at DEBUG; keep it quiet whatever LOG_LEVEL says.
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    "loggers": {
+        # urllib3 logs full request URLs at DEBUG; keep it quiet whatever LOG_LEVEL says.
+        "urllib3": {"level": "WARNING"},
+        # Django's own: the record carries the request (its query string and body) to every
+        # handler, e-mail and error reporting included; runserver's carries the request line.
+        **{
+            name: {"filters": ["sensitive_requests"], "handlers": ["console"], "propagate": False}
+            for name in _SENSITIVE_REQUEST_LOGGERS
+        },
+    },
 }
+
+# Error reporting (optional): Sentry when SENTRY_DSN is set, without local variables, request
+# bodies or personal data, and with tokens scrubbed from every event (common.sentry).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production" if PRODUCTION else "demo")
+if SENTRY_DSN:
+    from common.sentry import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
 
 # --- tokens: lifecycle (health sweeps, reminders) -------------------------------------------
 # Reminders go out this many days before access ends, plus once when it has ended.
@@ -196,6 +351,8 @@ REMINDER_RETRY_CAP_SECONDS = env.int("REMINDER_RETRY_CAP_SECONDS", default=6 * 3
 # A claimed batch not finished after this long belongs to a dead worker; must exceed
 # CELERY_TASK_TIME_LIMIT so a live worker never loses its claim.
 REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=900)
+# Beat starts a health sweep this often; readiness reports beat down after three missed runs.
+SWEEP_BEAT_SECONDS = env.float("SWEEP_BEAT_SECONDS", default=300.0)
 SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Celery task
 # Tokens handed to a chunk are not due again before this, so overlapping sweeps don't
 # check them twice; a lost chunk's tokens come back after it.
@@ -209,11 +366,20 @@ SWEEP_USAGE_STOP_PERCENT = env.int("SWEEP_USAGE_STOP_PERCENT", default=95)
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE.update(
     {
-        "tokens-health-sweep": {"task": "tokens.start_health_sweep", "schedule": 300.0, "options": {"expires": 240}},
+        "tokens-health-sweep": {
+            "task": "tokens.start_health_sweep",
+            "schedule": SWEEP_BEAT_SECONDS,
+            "options": {"expires": max(SWEEP_BEAT_SECONDS - 60, SWEEP_BEAT_SECONDS / 2)},
+        },
         "tokens-plan-reminders": {"task": "tokens.plan_reminders", "schedule": 900.0, "options": {"expires": 600}},
         "tokens-send-reminders": {"task": "tokens.send_reminders", "schedule": 60.0, "options": {"expires": 50}},
     }
 )
+
+# Readiness (/readyz, config.health): beat counts as down when the last health sweep started
+# longer ago than this; each check gives up after READINESS_TIMEOUT_SECONDS.
+READINESS_BEAT_MAX_AGE_SECONDS = env.float("READINESS_BEAT_MAX_AGE_SECONDS", default=3 * SWEEP_BEAT_SECONDS)
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)
 
 # --- verification (standing with Meta: deadline alerts, upkeep ledger) ---
 # Days before a Tech Provider verification deadline at which staff administrators are emailed, once each.

@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from graph.errors import GraphError
 from graph.permissions import USER_ONLY
@@ -112,7 +113,7 @@ def start_login(invitation: Invitation, *, binding: str, user_agent: str = "") -
         invitation=invitation,
         mode=invitation.mode,
         expires_at=timezone.now() + state_ttl(),
-        user_agent=(user_agent or "")[:1000],
+        user_agent=(user_agent or "").replace("\x00", "")[:1000],  # PostgreSQL stores no NUL
         is_mobile=is_mobile(user_agent),
     )
     client = ClientBusiness.objects.select_for_update().get(pk=invitation.client_id)
@@ -237,6 +238,7 @@ def _business_id(info, refs, me: dict | None) -> str | None:
     return None
 
 
+@sensitive_variables("params", "code", "value", "checked")
 def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
     """Finish a claimed attempt from Meta's callback parameters. Returns the attempt, succeeded or failed."""
     if params.get("error") or params.get("error_reason") or params.get("error_code"):
@@ -301,6 +303,7 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
 
 
 @transaction.atomic
+@sensitive_variables("checked", "result")
 def _store(attempt: LoginAttempt, checked: _Checked) -> LoginAttempt:
     client = ClientBusiness.objects.select_for_update().get(pk=attempt.client_id)
     configuration = attempt.configuration

@@ -84,20 +84,40 @@ def _changes(payload: dict):
     for entry in payload.get("entry") or []:
         if not isinstance(entry, dict):
             raise WebhookPayloadError("An entry is not an object.")
-        for change in entry.get("changes") or []:
+        changes = entry.get("changes") or []
+        if not isinstance(changes, list):
+            raise WebhookPayloadError("An entry's changes are not a list.")
+        for change in changes:
             if not isinstance(change, dict) or not isinstance(change.get("field"), str):
                 raise WebhookPayloadError("A change has no field.")
             value = change.get("value")
             yield entry, change["field"], value if isinstance(value, dict) else {}
 
 
+def _contains_nul(value) -> bool:
+    """Whether a NUL is anywhere in this JSON value: PostgreSQL stores none in text or jsonb."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
 def parse_webhook(raw_body: bytes) -> dict:
     try:
         payload = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WebhookPayloadError("The body is not JSON.")
     if not isinstance(payload, dict) or not isinstance(payload.get("entry", []), list):
         raise WebhookPayloadError("The body is not a webhook notification.")
+    try:
+        has_nul = _contains_nul(payload)
+    except RecursionError:
+        raise WebhookPayloadError("The body is nested too deeply.")
+    if has_nul:
+        raise WebhookPayloadError("The body contains a NUL character.")
     list(_changes(payload))  # validate the shape before anything is stored
     return payload
 
@@ -151,7 +171,9 @@ def _handle(payload: dict, graph_factory) -> dict:
         elif payload.get("object") == "permissions" or value.get("verb") in ("granted", "revoked"):
             if value.get("verb") == "revoked":
                 user_id = str(entry.get("uid") or entry.get("id") or "")
-                grants = install.revoke_permission(user_id, field, target_ids=value.get("target_ids"), actor="meta")
+                targets = value.get("target_ids")
+                targets = [str(target) for target in targets] if isinstance(targets, list) else None
+                grants = install.revoke_permission(user_id, field, target_ids=targets, actor="meta")
                 summary["grants_marked"] += len(grants)
         else:
             summary["ignored"] += 1

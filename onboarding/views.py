@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from common.logs import bind_client
 from common.meta import graph_client
+from common.ratelimit import rate_limit
+from common.responses import json_error
 from graph.permissions import ASSET_TYPES, describe
 from graph.signatures import SignedRequestError, parse_signed_request, verify_webhook_signature
 
@@ -51,11 +57,13 @@ def _link_expired(request: HttpRequest, attempt: LoginAttempt | None = None, sta
 
 @never_cache
 @require_GET
+@rate_limit("invitation")
 def invitation(request: HttpRequest, key: str) -> HttpResponse:
     try:
         invitation = resolve_invitation(key)
     except InvitationError as error:
         return _invitation_error(request, error)
+    bind_client(invitation.client_id)
     mark_opened(invitation)
     flow.allow_invitation(request.session, invitation)
     configuration = invitation.configuration
@@ -79,6 +87,7 @@ def invitation(request: HttpRequest, key: str) -> HttpResponse:
 
 @never_cache
 @require_POST
+@rate_limit("connect-start")
 def start(request: HttpRequest) -> HttpResponse:
     invitation_id = request.POST.get("invitation", "")
     if not flow.invitation_allowed(request.session, invitation_id):
@@ -86,6 +95,7 @@ def start(request: HttpRequest) -> HttpResponse:
     invitation = Invitation.objects.select_related("client", "configuration").filter(pk=int(invitation_id)).first()
     if invitation is None:
         return _link_expired(request)
+    bind_client(invitation.client_id)
     try:
         check_usable(invitation, allow_used=True)
     except InvitationError as error:
@@ -98,7 +108,10 @@ def start(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_GET
+@rate_limit("connect-callback")
+@sensitive_variables("request")
 def callback(request: HttpRequest) -> HttpResponse:
+    # Meta sends the authorization code in the query string (D12): error reports must not show it.
     try:
         attempt = flow.claim_attempt(request.GET.get("state"), flow.current_binding(request.session))
     except flow.StateError as error:
@@ -108,6 +121,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             return redirect("onboarding:result", attempt_id=replay.pk)
         logger.info("Callback refused: %s state", error.kind)
         return _link_expired(request, replay)
+    bind_client(attempt.client_id)
     try:
         with graph_client() as graph:
             attempt = flow.complete_callback(attempt, request.GET, graph)
@@ -149,20 +163,30 @@ def result(request: HttpRequest, attempt_id: int) -> HttpResponse:
 
 # --- Meta's callbacks (CSRF exempt: Meta posts them, signed) ----------------------------------
 
+# Meta's app-scoped user ids are decimal strings; anything else in a signed payload is refused
+# before it reaches a query (a NUL, for one, makes PostgreSQL fail the whole request).
+_USER_ID_RE = re.compile(r"^[0-9]{1,32}$")
+# Confirmation codes are secrets.token_hex(8); a deletion status link with anything else is unknown.
+_CONFIRMATION_CODE_RE = re.compile(r"^[0-9a-f]{16}$")
+
 
 def _signed_request(request: HttpRequest) -> dict | JsonResponse:
     try:
         return parse_signed_request(request.POST.get("signed_request"), settings.META_APP_SECRET)
     except SignedRequestError as error:
         logger.warning("Refused a signed_request from %s: %s", request.path, error.reason)
-        return JsonResponse({"error": {"reason": error.reason, "message": str(error)}}, status=400)
+        return json_error(400, error.reason, str(error), reason=error.reason)
 
 
 def _user_id(payload: dict) -> str | JsonResponse:
     user_id = payload.get("user_id")
-    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or not str(user_id).strip():
-        return JsonResponse({"error": {"reason": "malformed", "message": "The payload names no user_id."}}, status=400)
-    return str(user_id)
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not _USER_ID_RE.match(user_id.strip()):
+        return json_error(
+            400, "malformed", _("The payload names no user_id Meta would send (a number)."), reason="malformed"
+        )
+    return user_id.strip()
 
 
 def _signed_user_id(request: HttpRequest) -> str | JsonResponse:
@@ -175,6 +199,8 @@ def _signed_user_id(request: HttpRequest) -> str | JsonResponse:
 
 @csrf_exempt
 @require_POST
+@rate_limit("meta-callbacks")
+@sensitive_post_parameters("signed_request")
 def deauthorize(request: HttpRequest) -> JsonResponse:
     user_id = _signed_user_id(request)
     if isinstance(user_id, JsonResponse):
@@ -185,6 +211,8 @@ def deauthorize(request: HttpRequest) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@rate_limit("meta-callbacks")
+@sensitive_post_parameters("signed_request")
 def data_deletion(request: HttpRequest) -> JsonResponse:
     user_id = _signed_user_id(request)
     if isinstance(user_id, JsonResponse):
@@ -195,18 +223,23 @@ def data_deletion(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
+@rate_limit("deletion-status")
 def data_deletion_status(request: HttpRequest, code: str) -> HttpResponse:
-    deletion = DataDeletionRequest.objects.filter(confirmation_code=code).first()
+    deletion = None
+    if _CONFIRMATION_CODE_RE.match(code):
+        deletion = DataDeletionRequest.objects.filter(confirmation_code=code).first()
     return render(
         request,
         "onboarding/deletion_status.html",
-        {"deletion": deletion, "code": code},
+        {"deletion": deletion, "code": code[:64]},
         status=200 if deletion else 404,
     )
 
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@rate_limit("meta-callbacks")
+@sensitive_variables("raw_body")
 def webhooks(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         mode = request.GET.get("hub.mode", "")
@@ -219,9 +252,9 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     raw_body = request.body
     if not verify_webhook_signature(raw_body, request.headers.get("X-Hub-Signature-256"), settings.META_APP_SECRET):
         logger.warning("Refused a webhook with a bad signature")
-        return JsonResponse({"error": "bad signature"}, status=403)
+        return json_error(403, "bad_signature", _("The X-Hub-Signature-256 header does not match the body."))
     try:
         is_new, summary = meta_callbacks.receive_webhook(raw_body)
     except meta_callbacks.WebhookPayloadError as error:
-        return JsonResponse({"error": str(error)}, status=400)
+        return json_error(400, "malformed_payload", str(error))
     return JsonResponse({"received": True, "duplicate": not is_new, **summary})

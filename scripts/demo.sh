@@ -8,7 +8,7 @@ export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:${PORT}}"
 export META_SIMULATOR="${META_SIMULATOR:-true}"
 PY=.venv/bin/python
 LOG_DIR="${PORTAL_VAR_DIR:-var}/log"
-mkdir -p "$LOG_DIR"
+mkdir -p "$LOG_DIR" "${PORTAL_VAR_DIR:-var}/static"  # whitenoise warns when STATIC_ROOT is missing
 
 $PY manage.py migrate --no-input -v0
 $PY manage.py seed_demo

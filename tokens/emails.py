@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from common.emails import send_templated_email
 
@@ -12,25 +13,37 @@ from .links import reconnect_url
 from .models import AccessToken, AssetGrant, Reminder
 
 WHAT_STOPS = {
-    Reminder.Reason.TOKEN_EXPIRING: "the access you granted expires",
-    Reminder.Reason.DATA_ACCESS_EXPIRING: "our access to your data expires (Meta ends it 90 days after a person's "
-    "last activity with the app)",
-    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account ends (your business "
-    "moved to managed Meta accounts, and such grants don't carry over)",
-    Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
-    Reminder.Reason.PERMISSION_REMOVED: "a permission {portal} needs ({missing}) was removed from the access you "
-    "granted, and Meta refuses what depends on it",
+    Reminder.Reason.TOKEN_EXPIRING: _("the access you granted expires"),
+    Reminder.Reason.DATA_ACCESS_EXPIRING: _(
+        "our access to your data expires (Meta ends it 90 days after a person's "
+        "last activity with the app)"
+    ),
+    Reminder.Reason.ASSET_ACCESS_ENDING: _(
+        "the access granted from a personal Facebook account ends (your business "
+        "moved to managed Meta accounts, and such grants don't carry over)"
+    ),
+    Reminder.Reason.TOKEN_INVALID: _("Meta no longer accepts the access you granted"),
+    Reminder.Reason.PERMISSION_REMOVED: _(
+        "a permission {portal} needs ({missing}) was removed from the access you "
+        "granted, and Meta refuses what depends on it"
+    ),
 }
 # The same, once it has happened (the "ended" stage).
 WHAT_STOPPED = {
-    Reminder.Reason.TOKEN_EXPIRING: "the access you granted has expired",
-    Reminder.Reason.DATA_ACCESS_EXPIRING: "our access to your data has expired (Meta ends it 90 days after a "
-    "person's last activity with the app)",
-    Reminder.Reason.ASSET_ACCESS_ENDING: "the access granted from a personal Facebook account has ended (your "
-    "business moved to managed Meta accounts, and such grants don't carry over)",
-    Reminder.Reason.TOKEN_INVALID: "Meta no longer accepts the access you granted",
-    Reminder.Reason.PERMISSION_REMOVED: "a permission {portal} needs ({missing}) was removed from the access you "
-    "granted, and Meta refuses what depends on it",
+    Reminder.Reason.TOKEN_EXPIRING: _("the access you granted has expired"),
+    Reminder.Reason.DATA_ACCESS_EXPIRING: _(
+        "our access to your data has expired (Meta ends it 90 days after a "
+        "person's last activity with the app)"
+    ),
+    Reminder.Reason.ASSET_ACCESS_ENDING: _(
+        "the access granted from a personal Facebook account has ended (your "
+        "business moved to managed Meta accounts, and such grants don't carry over)"
+    ),
+    Reminder.Reason.TOKEN_INVALID: _("Meta no longer accepts the access you granted"),
+    Reminder.Reason.PERMISSION_REMOVED: _(
+        "a permission {portal} needs ({missing}) was removed from the access you "
+        "granted, and Meta refuses what depends on it"
+    ),
 }
 
 
@@ -66,7 +79,7 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
         "ended": reminder.stage == "ended",
         "ends_at": min(ends) if ends else None,
         "what_stops": (WHAT_STOPPED if reminder.stage == "ended" else WHAT_STOPS)
-        .get(reminder.reason, "access ends")
+        .get(reminder.reason, _("access ends"))
         .format(portal=settings.PORTAL_NAME, missing=", ".join(token.missing_permissions)),
         "is_permission": reminder.reason == Reminder.Reason.PERMISSION_REMOVED,
         "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from graph.permissions import asset_kind_for_scope
 
@@ -112,6 +113,7 @@ def _upsert_assets(client, granted: list[GrantedAsset]) -> dict[str, Asset]:
 
 
 @transaction.atomic
+@sensitive_variables("value")
 def install_token(
     *,
     client,

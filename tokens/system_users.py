@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from graph.types import graph_id
 
@@ -37,6 +38,7 @@ def _require_system_user_token(token: AccessToken) -> None:
         raise SystemUserTokenError(f"Token #{token.pk} has no system user id.")
 
 
+@sensitive_variables("current")
 def fetch_current_system_user_token(token: AccessToken, *, actor_user=None, client=None) -> bool:
     """Read the system user's current token from Meta; store it if it changed. Returns True if it did."""
     _require_system_user_token(token)
@@ -62,6 +64,7 @@ def fetch_current_system_user_token(token: AccessToken, *, actor_user=None, clie
     return changed
 
 
+@sensitive_variables("value")
 def create_granular_token(
     parent: AccessToken,
     *,

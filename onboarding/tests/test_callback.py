@@ -222,7 +222,7 @@ def test_every_meta_error_gets_its_own_recorded_kind_and_a_page(
     page = client.get(response["Location"])
     from onboarding.failures import failure_for
 
-    assert failure_for(kind).title in page.content.decode()
+    assert str(failure_for(kind).title) in page.content.decode()
     assert "Help center" in page.content.decode() or "help center" in page.content.decode()
 
 

@@ -1,0 +1,130 @@
+"""One rate-limiting mechanism for every public endpoint: per client IP, or per credential key.
+
+Rules are named in settings (``RATE_LIMITS``: ``{"connect-start": "20/m", ...}``), so an operator
+tunes them from the environment. A rule counts requests in fixed windows in the default cache
+(Redis in production, shared by every web process). Over the limit the caller gets a 429 with
+``Retry-After``: the branded page for people, ``{"error": {"code": "rate_limited", ...}}`` for
+Meta's callbacks and the API (``common.responses.wants_json``).
+
+Use it as a decorator on a view::
+
+    @rate_limit("connect-start", methods=["POST"])
+    def start(request): ...
+
+or, where the key is only known inside the view (an API credential once it is authenticated)::
+
+    refused = check_rate_limit(request, "api", key=f"credential:{credential.pk}")
+    if refused:
+        return refused
+
+If the cache is unreachable the request is let through (and logged): a limit must not take
+the portal down with Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.translation import gettext as _
+
+from .logs import client_ip
+from .responses import error_response
+
+logger = logging.getLogger(__name__)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """'20/m', '100/h', '5/10s' (five per ten seconds)."""
+        match = _RATE_RE.match(str(text))
+        if not match:
+            raise ValueError(f"A rate is '<count>/<unit>' with unit s, m, h or d (got {text!r}).")
+        count, multiple, unit = match.groups()
+        return cls(int(count), int(multiple or 1) * _UNITS[unit])
+
+
+def rule_rate(rule: str) -> Rate:
+    try:
+        return Rate.parse(settings.RATE_LIMITS[rule])
+    except KeyError:
+        raise ValueError(f"No rate limit named {rule!r} in RATE_LIMITS.")
+
+
+def hit(rule: str, key: str, rate: Rate, now: float | None = None) -> int | None:
+    """Count one request of ``key`` under ``rule``; seconds to wait if it is over the limit, else None."""
+    now = time.time() if now is None else now
+    window = int(now // rate.seconds)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # keys may hold addresses or credentials
+    cache_key = f"{settings.RATE_LIMIT_KEY_PREFIX}{rule}:{digest}:{window}"
+    try:
+        cache.add(cache_key, 0, timeout=rate.seconds + 1)
+        count = cache.incr(cache_key)
+    except ValueError:  # the key expired between add and incr
+        cache.set(cache_key, 1, timeout=rate.seconds + 1)
+        count = 1
+    except Exception as error:  # any cache failure lets the request through
+        logger.warning("Rate limit %s not applied: the cache failed (%s)", rule, error.__class__.__name__)
+        return None
+    if count <= rate.count:
+        return None
+    return max(1, math.ceil((window + 1) * rate.seconds - now))
+
+
+def too_many_requests(request, retry_after: int):
+    response = error_response(
+        request,
+        429,
+        "rate_limited",
+        _("Too many requests. Please wait %(seconds)s seconds and try again.") % {"seconds": retry_after},
+        context={"retry_after": retry_after},
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def check_rate_limit(request, rule: str, *, key: str | None = None):
+    """The 429 response if this request is over ``rule``'s limit, else None. ``key`` defaults to the client IP."""
+    if not settings.RATE_LIMITS_ENABLED:
+        return None
+    retry_after = hit(rule, key or f"ip:{client_ip(request)}", rule_rate(rule))
+    if retry_after is None:
+        return None
+    logger.warning("Rate limit %s reached", rule, extra={"rule": rule, "retry_after": retry_after})
+    return too_many_requests(request, retry_after)
+
+
+def rate_limit(rule: str, *, methods: list[str] | None = None, key=None):
+    """Decorate a view: requests (of ``methods``, default all) over ``rule``'s limit get a 429.
+
+    ``key``: a function of the request giving the counting key (default: the client IP).
+    """
+    rule_rate(rule)  # an unknown rule fails at import, not on the first request
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if methods is None or request.method in methods:
+                refused = check_rate_limit(request, rule, key=key(request) if key else None)
+                if refused is not None:
+                    return refused
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate

@@ -10,8 +10,21 @@ import os
 import shutil
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 REQUIRE_SERVICES = os.environ.get("PORTAL_REQUIRE_SERVICES") == "1"
+
+# Property-based tests (hypothesis): a modest, repeatable number of examples in every run, CI's
+# included; HYPOTHESIS_PROFILE=thorough explores far more, with fresh examples each time (D37).
+_HYPOTHESIS_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+hypothesis_settings.register_profile(
+    "portal", max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=_HYPOTHESIS_HEALTH
+)
+hypothesis_settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=_HYPOTHESIS_HEALTH
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "portal"))
 
 # Whole-run check that no secret reached a URL, a log record or a served request line (D15).
 pytest_plugins = ["testsupport.pytest_leakcheck"]

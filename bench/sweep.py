@@ -64,6 +64,9 @@ def start_simulator(port: int, server: str = "runserver", server_workers: int = 
             "gunicorn",
             f"--workers={server_workers}",
             "--preload",  # Django set up once, before the workers fork (as production servers run)
+            # gunicorn also reads the portal's gunicorn.conf.py from the working directory: a
+            # benchmark's simulator never recycles its workers mid-run.
+            "--max-requests=0",
             f"--bind=127.0.0.1:{port}",
             f"--pythonpath={ROOT / 'bench'}",
             "simulator_wsgi:application",

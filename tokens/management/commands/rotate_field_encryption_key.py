@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from tokens.events import record_event
-from tokens.key_rotation import DEFAULT_BATCH_SIZE, KeyRotationError, rotate_encryption_key
+from tokens.key_rotation import DEFAULT_BATCH_SIZE, KeyRotationError, RotationProgress, rotate_encryption_key
 
 
 class Command(BaseCommand):
@@ -15,7 +15,8 @@ class Command(BaseCommand):
         "to the new one, in batches. "
         "Keys are read from environment variables so they never appear in the process list. "
         "Procedure: deploy with FIELD_ENCRYPTION_KEY=<new> and FIELD_ENCRYPTION_PREVIOUS_KEYS=<old>, "
-        "run this command with FIELD_ENCRYPTION_OLD_KEY=<old>, then drop the previous key."
+        "run this command with FIELD_ENCRYPTION_OLD_KEY=<old>, then drop the previous key. "
+        "Interrupted (killed, database restarted)? Run it again: it goes on where the last batch committed."
     )
 
     def add_arguments(self, parser):
@@ -36,10 +37,24 @@ class Command(BaseCommand):
         )
         if not old_key:
             raise CommandError(f"Set {options['old_key_env']} to the old key.")
+
+        def report(progress: RotationProgress) -> None:
+            self.stdout.write(
+                f"batch {progress.batches}: {progress.checked} of {progress.total} checked, "
+                f"{progress.rotated} re-encrypted, {progress.already} already under the new key"
+            )
+            self.stdout.flush()
+
         try:
-            rotated = rotate_encryption_key(old_key, new_key, batch_size=options["batch_size"])
+            progress = rotate_encryption_key(old_key, new_key, batch_size=options["batch_size"], on_batch=report)
         except KeyRotationError as exc:
             raise CommandError(str(exc))
-        done = f"{rotated} value(s) (tokens and other secrets) re-encrypted"
-        record_event("key_rotated", actor="staff:command", message=f"{done}.")
-        self.stdout.write(self.style.SUCCESS(f"{done} under the new key."))
+        done = f"{progress.rotated} value(s) (tokens and other secrets) re-encrypted"
+        record_event(
+            "key_rotated", actor="staff:command", message=f"{done} ({progress.already} already under the new key)."
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{done} under the new key; {progress.already} were already (an earlier run, or written since)."
+            )
+        )

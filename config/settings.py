@@ -186,6 +186,9 @@ DEFAULT_EXCEPTION_REPORTER = "common.security.PortalExceptionReporter"
 # post to ourselves and, through the redirect after "Continue with Facebook", to Meta's dialog
 # (its origin is added from META_DIALOG_URL per request, see common.security).
 CONTENT_SECURITY_POLICY = {
+    # The simulator stands where Meta's own pages do (and has Meta's freedom: its dialog sends the
+    # browser to any registered redirect URI). It is never mounted in production.
+    "EXCLUDE_URL_PREFIXES": ["/simulator/"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],

@@ -2,7 +2,6 @@
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from testsupport.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE_SECONDS = 120
@@ -73,9 +74,4 @@ def test_the_demo_serves_the_admin_and_the_printed_staff_login_works(tmp_path):
 
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM the demo's process group; SIGKILL whatever a busy worker keeps alive."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=20)
+    stop_process_group(process, timeout=20)

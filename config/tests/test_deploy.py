@@ -16,7 +16,6 @@ import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import pytest
 import requests
 
 from conftest import service_unavailable
+from testsupport.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -166,13 +166,7 @@ class Deployment:
             )  # fmt: skip
 
     def stop(self, name: str) -> None:
-        process = self.processes.pop(name)
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_process_group(self.processes.pop(name))
 
     def serving(self) -> bool:
         if self.processes["web"].poll() is not None:
@@ -320,34 +314,34 @@ def ready(deployment) -> bool:
     return deployment.readiness()[0] == 200
 
 
-def test_readiness_names_the_database_while_postgresql_is_stopped_and_recovers(deployment):
+def outage(deployment, stop: Callable[[], None], start: Callable[[], None]) -> list[str]:
+    """Stop a service, return what readiness names as failed, start it again and wait for recovery."""
     wait_until(lambda: ready(deployment), "a ready portal")
-    deployment.postgres.stop()
+    stop()
     try:
-        failed = wait_until(lambda: failed_checks(deployment), "readiness to fail")
-        assert "database" in failed and "broker" not in failed
+        return wait_until(lambda: failed_checks(deployment), "readiness to fail")
     finally:
-        deployment.postgres.start()
-    wait_until(lambda: ready(deployment), "readiness after PostgreSQL is back")
+        start()
+        wait_until(lambda: ready(deployment), "readiness after the service is back (everything reconnected)")
+
+
+def test_readiness_names_the_database_while_postgresql_is_stopped_and_recovers(deployment):
+    failed = outage(deployment, deployment.postgres.stop, deployment.postgres.start)
+    assert "database" in failed and "broker" not in failed
 
 
 def test_readiness_names_the_broker_while_redis_is_stopped_and_recovers(deployment):
-    wait_until(lambda: ready(deployment), "a ready portal")
-    deployment.redis.stop()
-    try:
-        failed = wait_until(lambda: failed_checks(deployment), "readiness to fail")
-        assert "broker" in failed and "database" not in failed
-        assert deployment.readiness()[1]["checks"]["worker"]["error"] == "not checked: the broker is down"
-    finally:
-        deployment.redis.start()
-    wait_until(lambda: ready(deployment), "readiness after Redis is back (worker and beat reconnected)")
+    answers = []
+
+    def stop_redis():
+        deployment.redis.stop()
+        answers.append(wait_until(lambda: failed_checks(deployment) and deployment.readiness()[1], "an answer"))
+
+    failed = outage(deployment, stop_redis, deployment.redis.start)
+    assert "broker" in failed and "database" not in failed
+    assert answers[0]["checks"]["worker"]["error"] == "not checked: the broker is down"
 
 
 def test_readiness_names_beat_when_beat_stops_and_recovers_when_it_runs_again(deployment):
-    wait_until(lambda: ready(deployment), "a ready portal")
-    deployment.stop("beat")
-    try:
-        assert wait_until(lambda: failed_checks(deployment), "readiness to notice beat is gone") == ["beat"]
-    finally:
-        deployment.start("beat")
-    wait_until(lambda: ready(deployment), "readiness after beat is back")
+    failed = outage(deployment, lambda: deployment.stop("beat"), lambda: deployment.start("beat"))
+    assert failed == ["beat"]

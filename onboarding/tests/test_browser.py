@@ -41,8 +41,12 @@ def page(chromium_path, monkeypatch):
         context = browser.new_context(viewport={"width": 1024, "height": 800})
         page = context.new_page()
         page.set_default_timeout(15_000)
+        # Chromium reports what the Content-Security-Policy blocked on the console.
+        refused = []
+        page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
         yield page
         browser.close()
+        assert refused == [], "the pages' own Content-Security-Policy blocked something"
         # ORM calls made while Playwright's loop runs get their own connection; don't leave it open.
         connections.close_all()
 

@@ -127,6 +127,9 @@ def receive_webhook(raw_body: bytes, graph_factory=None) -> tuple[bool, dict]:
 
     The delivery row and the effects commit together, so a failure leaves the body
     unrecorded and Meta's retry is processed; a retry of a processed body changes nothing.
+    Re-reading a business's assets asks Meta, so it runs after that commit, outside any
+    transaction (each token's new grants are written in a transaction of their own); a Graph
+    failure there is left to the lifecycle sweep.
     """
     payload = parse_webhook(raw_body)
     body_hash = hashlib.sha256(raw_body).hexdigest()
@@ -137,17 +140,22 @@ def receive_webhook(raw_body: bytes, graph_factory=None) -> tuple[bool, dict]:
                 object_type=str(payload.get("object") or "")[:64],
                 fields=sorted({field for _, field, _ in _changes(payload)}),
             )
-            summary = _handle(payload, graph_factory)
+            summary, to_refresh = _handle(payload)
             delivery.summary = summary
             delivery.save(update_fields=["summary"])
     except IntegrityError:
         WebhookDelivery.objects.filter(body_hash=body_hash).update(duplicates=F("duplicates") + 1)
         return False, {}
+    if to_refresh:
+        summary["refreshed"] = sum(_refresh_business(business_id, graph_factory) for business_id in to_refresh)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(summary=summary)
     return True, summary
 
 
-def _handle(payload: dict, graph_factory) -> dict:
+def _handle(payload: dict) -> tuple[dict, list[str]]:
+    """Apply what needs no call to Meta; returns the summary and the businesses whose assets to re-read."""
     summary: dict[str, int] = {"revoked": 0, "refreshed": 0, "grants_marked": 0, "installs": 0, "ignored": 0}
+    to_refresh: list[str] = []
     for entry, field, value in _changes(payload):
         if field == "business_integration_uninstall":
             business_id = str(value.get("business_manager_id") or value.get("business_id") or "")
@@ -167,7 +175,8 @@ def _handle(payload: dict, graph_factory) -> dict:
             summary["installs"] += 1
         elif field == "business_integration_update":
             business_id = str(value.get("business_manager_id") or value.get("business_id") or "")
-            summary["refreshed"] += _refresh_business(business_id, graph_factory)
+            if business_id and business_id not in to_refresh:
+                to_refresh.append(business_id)
         elif payload.get("object") == "permissions" or value.get("verb") in ("granted", "revoked"):
             if value.get("verb") == "revoked":
                 user_id = str(entry.get("uid") or entry.get("id") or "")
@@ -177,7 +186,7 @@ def _handle(payload: dict, graph_factory) -> dict:
                 summary["grants_marked"] += len(grants)
         else:
             summary["ignored"] += 1
-    return summary
+    return summary, to_refresh
 
 
 def _refresh_business(business_id: str, graph_factory) -> int:

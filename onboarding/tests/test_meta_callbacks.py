@@ -228,3 +228,18 @@ def test_an_update_re_reads_the_tokens_assets(client, connected, monkeypatch):
     assert response.json()["refreshed"] == 1
     statuses = dict(AssetGrant.objects.values_list("asset__meta_id", "status"))
     assert statuses == {"201": "active", "202": "removed", "203": "active"}
+    assert WebhookDelivery.objects.get().summary["refreshed"] == 1
+
+
+def test_an_update_asks_meta_outside_the_transaction_that_records_the_delivery(client, connected, monkeypatch):
+    from django.db import connection
+
+    depth_of_the_test = len(connection.atomic_blocks)  # the test's own transaction
+    graph = FakeGraph()
+    graph.answer(acme_token(type="USER", user_id=PERSON, granular_scopes=[]), value="EAAB-user-token")
+    depths = []
+    original = graph.debug_token
+    graph.debug_token = lambda value: depths.append(len(connection.atomic_blocks)) or original(value)
+    monkeypatch.setattr("common.meta.graph_client", lambda: graph)
+    post_webhook(client, change("business_integration_update", {"business_manager_id": "7001"}))
+    assert depths == [depth_of_the_test]

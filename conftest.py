@@ -90,6 +90,17 @@ def active_client(db):
     return make_client()
 
 
+# --- Staff (console): every admin page needs both factors, so the admin client signs in with both.
+
+
+@pytest.fixture
+def admin_client(db, admin_user, client):
+    """pytest-django's admin client, signed in with a password and a verified TOTP device."""
+    from testsupport.staff import sign_in
+
+    return sign_in(client, admin_user)
+
+
 # --- Meta simulator (simulator engineer): a live server standing where Meta's hosts stand.
 
 

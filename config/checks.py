@@ -138,6 +138,14 @@ def production_settings_are_safe(app_configs=None, **kwargs) -> list[Error]:
                 12,
             )
         )
+    if not settings.STAFF_TWO_FACTOR_REQUIRED:
+        errors.append(
+            _error(
+                "Two-factor authentication for staff is off in production.",
+                "Unset STAFF_TWO_FACTOR_REQUIRED (or set it to true); only the demo may switch it off.",
+                80,
+            )
+        )
     return errors
 
 

@@ -4,6 +4,7 @@ Production mode (``DJANGO_PRODUCTION=true``) turns the unsafe defaults into
 system check errors, see ``config.checks``; docs/deploy.md lists a production environment.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -66,13 +67,18 @@ FIELD_ENCRYPTION_PREVIOUS_KEYS = env.list("FIELD_ENCRYPTION_PREVIOUS_KEYS", defa
 CRYPTOGRAPHY_KEY = FIELD_ENCRYPTION_KEY
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "console",  # the staff console; listed before the admin so its templates win
+    "console.apps.PortalAdminConfig",  # django.contrib.admin with the portal's site (console.sites)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "config.apps.PortalConfig",
+    "staffjobs",
     "tokens",
     "onboarding",
     "verification",
@@ -96,9 +102,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): a TOTP code was given this session
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "common.security.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -137,6 +145,9 @@ else:
             "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
         )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes' backend first: it refuses a locked-out username and address before any password check.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -323,6 +334,7 @@ LOGGING = {
     "loggers": {
         # urllib3 logs full request URLs at DEBUG; keep it quiet whatever LOG_LEVEL says.
         "urllib3": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # django-axes logs every sign-in at INFO
         # Django's own: the record carries the request (its query string and body) to every
         # handler, e-mail and error reporting included; runserver's carries the request line.
         **{
@@ -458,3 +470,18 @@ CELERY_BEAT_SCHEDULE.update(
         "outbound-prune-events": {"task": "outbound.prune_events", "schedule": 86400.0, "options": {"expires": 3600}},
     }
 )
+
+# --- console (the staff admin): two factors, lockout, roles (docs/decisions.md D80-D82) ---------
+# Every admin URL needs a TOTP code given at login. Only the demo may switch it off; production
+# refuses to start without it (config/checks.py).
+STAFF_TWO_FACTOR_REQUIRED = env.bool("STAFF_TWO_FACTOR_REQUIRED", default=True)
+OTP_TOTP_ISSUER = PORTAL_NAME  # the name authenticator apps show beside the code
+# django-axes: this many failed logins (wrong password or wrong code) from one address for one
+# username lock that pair out for STAFF_LOCKOUT_MINUTES. Request rates are the rate limiter's job.
+AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("STAFF_LOCKOUT_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False

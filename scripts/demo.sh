@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 PORT="${PORT:-8000}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:${PORT}}"
 export META_SIMULATOR="${META_SIMULATOR:-true}"
+# The demo signs staff in with a password only; production always asks for a TOTP code too (D80).
+export STAFF_TWO_FACTOR_REQUIRED="${STAFF_TWO_FACTOR_REQUIRED:-false}"
 PY=.venv/bin/python
 LOG_DIR="${PORTAL_VAR_DIR:-var}/log"
 mkdir -p "$LOG_DIR" "${PORTAL_VAR_DIR:-var}/static"  # whitenoise warns when STATIC_ROOT is missing

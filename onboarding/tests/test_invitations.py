@@ -9,6 +9,7 @@ from django.utils import timezone
 from onboarding.invitations import create_invitation, hash_key, revoke_invitation
 from onboarding.links import reconnect_url
 from onboarding.models import ClientBusiness, Contact, Invitation
+from testsupport.staff import sign_in
 from tokens.models import AccessToken
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +111,7 @@ def test_the_admin_action_asks_for_a_configuration_then_emails_every_contact(
     Contact.objects.create(client=client_business, email="bo@acme.test")
     lonely = ClientBusiness.objects.create(name="No Contacts Ltd")
     admin = User.objects.create_superuser("staff", "staff@portal.test", "pw")
-    client.force_login(admin)
+    sign_in(client, admin)
     url = "/admin/onboarding/clientbusiness/"
     chosen = {"action": "send_onboarding_invitation", "_selected_action": [client_business.pk, lonely.pk]}
     confirm = client.post(url, chosen)
@@ -125,7 +126,7 @@ def test_the_admin_action_asks_for_a_configuration_then_emails_every_contact(
 
 
 def test_the_admin_refuses_a_configuration_that_breaks_a_rule(client, db):
-    client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    sign_in(client, User.objects.create_superuser("staff", "staff@portal.test", "pw"))
     response = client.post(
         "/admin/onboarding/loginconfiguration/add/",
         {
@@ -170,12 +171,12 @@ def test_staff_see_where_each_invitation_stands(client, client_business, system_
     assert invitation.state_label(now=invitation.expires_at) == "Expired"
     invitation.completed_at = timezone.now()
     assert invitation.state_label(now=invitation.expires_at) == "Completed"
-    client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    sign_in(client, User.objects.create_superuser("staff", "staff@portal.test", "pw"))
     assert "Created" in client.get("/admin/onboarding/invitation/").content.decode()
 
 
 def test_saving_an_embedded_signup_configuration_without_sixty_day_expiry_warns_staff(client, db):
-    client.force_login(User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    sign_in(client, User.objects.create_superuser("staff", "staff@portal.test", "pw"))
     response = client.post(
         "/admin/onboarding/loginconfiguration/add/",
         {

@@ -4,6 +4,7 @@ import pytest
 
 from simulator import api
 from simulator.models import SimBusiness, SimState, SimToken
+from testsupport.staff import sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -13,8 +14,7 @@ URL = "/simulator/controls/"
 @pytest.fixture
 def admin_client(client, django_user_model):
     # No password: hashing one costs most of a test's time, and force_login needs none.
-    client.force_login(django_user_model.objects.create(username="staff", is_staff=True, is_superuser=True))
-    return client
+    return sign_in(client, django_user_model.objects.create(username="staff", is_staff=True, is_superuser=True))
 
 
 def test_the_controls_page_is_for_staff_only(client):

@@ -7,6 +7,7 @@ import time_machine
 from django.urls import reverse
 
 from testsupport.factories import make_client, make_token, make_verification_record
+from testsupport.staff import sign_in
 from verification.models import (
     BusinessVerification,
     PermissionAccess,
@@ -22,7 +23,7 @@ TODAY = "2026-11-23 10:00:00+00:00"
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_user("admin", "admin@provider.test", is_staff=True, is_superuser=True)
-    client.force_login(user)
+    sign_in(client, user)
     client.user = user
     return client
 

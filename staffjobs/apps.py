@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StaffJobsConfig(AppConfig):
+    name = "staffjobs"
+    verbose_name = "Staff jobs"

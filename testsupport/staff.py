@@ -1,0 +1,50 @@
+"""Staff in tests: users in a role, signed in with both factors, and TOTP codes for real sign-ins.
+
+``sign_in(client, user)`` is what a test client needs to open admin pages with
+STAFF_TWO_FACTOR_REQUIRED on (the default, as in production): the session is logged in and
+marked as verified by a confirmed TOTP device, exactly as the login form leaves it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib.auth.models import Group
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+
+def totp_device(user) -> TOTPDevice:
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="Test authenticator", confirmed=True)
+
+
+def totp_code(device: TOTPDevice, *, at: float | None = None) -> str:
+    """The code the person's app shows now (or at ``at``, a Unix time)."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() if at is None else at
+    return f"{totp.token():0{device.digits}d}"
+
+
+def sign_in(client, user):
+    """Log ``user`` in on a test client with both factors; returns the client."""
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = totp_device(user).persistent_id
+    session.save()
+    return client
+
+
+def make_staff(username: str, role: str | None = None, *, password: str | None = None, superuser: bool = False):
+    """A staff user in one of console.roles' groups (``role=None``: no group, or a superuser)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create(username=username, is_staff=True, is_superuser=superuser,
+                                           email=f"{username}@provider.test")
+    if password:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user

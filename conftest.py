@@ -101,6 +101,17 @@ def admin_client(db, admin_user, client):
     return sign_in(client, admin_user)
 
 
+@pytest.fixture(autouse=True)
+def staff_jobs_stay_queued(request, monkeypatch):
+    """Staff jobs are not sent to a broker in tests: they wait, and ``run_queued_jobs()`` runs them.
+
+    A test marked ``real_worker`` starts a Celery worker of its own and lets jobs go to it.
+    """
+    if request.node.get_closest_marker("real_worker"):
+        return
+    monkeypatch.setattr("staffjobs.tasks.run_staff_job.delay", lambda job_id: None)
+
+
 # --- Meta simulator (simulator engineer): a live server standing where Meta's hosts stand.
 
 

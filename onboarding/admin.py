@@ -1,12 +1,19 @@
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from common.admin import ReadOnlyAdminMixin
+from common.admin import PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
 from graph.permissions import ASSET_TYPES, FLFB_SUPPORTED, describe
+from staffjobs.admin import show_job
+from staffjobs.jobs import start_job
+from tokens.models import AccessToken
 
-from .invitations import revoke_invitation, send_invitations
+from .invitations import revoke_invitation
 from .models import (
     ClientBusiness,
     Contact,
@@ -31,37 +38,95 @@ class SendInvitationForm(forms.Form):
     )
 
 
+def _count_of(queryset) -> Coalesce:
+    """A per-client count as a subquery: computed for the page's rows only, not by grouping the table."""
+    counted = queryset.order_by().values("client").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class TokenEndsWithinFilter(admin.SimpleListFilter):
+    """Clients with a live token that has ended, or ends (expiry or data access) within N days."""
+
+    title = "a live token ends within"
+    parameter_name = "token_ends_within"
+
+    def lookups(self, request, model_admin):
+        return [("ended", "Already ended"), ("7", "7 days"), ("30", "30 days")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("ended", "7", "30"):
+            return queryset
+        now = timezone.now()
+        until = now if self.value() == "ended" else now + timedelta(days=int(self.value()))
+        live = AccessToken.objects.filter(client=OuterRef("pk"), status__in=AccessToken.LIVE_STATUSES)
+        ending = live.filter(Q(expires_at__lte=until) | Q(data_access_expires_at__lte=until))
+        return queryset.filter(Exists(ending))
+
+
+class ConfigurationFilter(admin.SimpleListFilter):
+    """Clients with a live token of this configuration."""
+
+    title = "configuration"
+    parameter_name = "configuration"
+
+    def lookups(self, request, model_admin):
+        return [(str(c.pk), c.name) for c in LoginConfiguration.objects.order_by("name")]
+
+    def queryset(self, request, queryset):
+        if not (self.value() or "").isdigit():
+            return queryset
+        live = AccessToken.objects.filter(client=OuterRef("pk"), status__in=AccessToken.LIVE_STATUSES,
+                                          configuration_id=int(self.value()))
+        return queryset.filter(Exists(live))
+
+
 @admin.register(ClientBusiness)
-class ClientBusinessAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "meta_business_id", "contact_count", "status_changed_at")
-    list_filter = ("status",)
-    search_fields = ("name", "meta_business_id", "contacts__email")
+class ClientBusinessAdmin(PortalModelAdmin):
+    list_display = ("name", "status_badge", "meta_business_id", "live_tokens", "contact_count", "status_since")
+    list_filter = ("status", TokenEndsWithinFilter, ConfigurationFilter)
+    search_fields = ("name", "=meta_business_id", "contacts__email")
+    search_help_text = "Client name, contact email, or an exact Meta business id."
+    ordering = ("name", "id")
     readonly_fields = ("status_changed_at", "created_at", "updated_at")
     inlines = [ContactInline]
     actions = ["send_onboarding_invitation"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_contacts=Count("contacts"))
+        live = AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
+        return super().get_queryset(request).annotate(
+            _contacts=_count_of(Contact.objects.filter(client=OuterRef("pk"))),
+            _live_tokens=_count_of(live.filter(client=OuterRef("pk"))),
+        )
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj) -> str:
+        return status_badge(obj.status, obj.get_status_display())
 
     @admin.display(description="Contacts", ordering="_contacts")
     def contact_count(self, obj) -> int:
         return obj._contacts
 
-    @admin.action(description="Send onboarding invitation")
+    @admin.display(description="Live tokens", ordering="_live_tokens")
+    def live_tokens(self, obj) -> int:
+        return obj._live_tokens
+
+    @admin.display(description="In this state", ordering="status_changed_at")
+    def status_since(self, obj) -> str:
+        return relative_when(obj.status_changed_at, past="since", alarm=False)
+
+    @admin.action(description="Send onboarding invitation…", permissions=["change"])
     def send_onboarding_invitation(self, request, queryset):
         form = SendInvitationForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            batch = send_invitations(
-                queryset.prefetch_related("contacts"), form.cleaned_data["configuration"], created_by=request.user
+            ids = list(queryset.order_by().values_list("pk", flat=True))
+            job = start_job(
+                "onboarding.send_invitations",
+                title=f"Send {form.cleaned_data['configuration'].name} invitations to {len(ids)} client(s)",
+                target_ids=ids,
+                params={"configuration_id": form.cleaned_data["configuration"].pk},
+                user=request.user,
             )
-            if batch.sent:
-                self.message_user(request, f"{len(batch.sent)} invitation(s) sent.", messages.SUCCESS)
-            if batch.clients_without_contacts:
-                names = ", ".join(client.name for client in batch.clients_without_contacts)
-                self.message_user(request, f"No contact to invite for: {names}. Add a contact first.", messages.WARNING)
-            for email, error in batch.failed:
-                self.message_user(request, f"Could not send to {email} ({error}).", messages.ERROR)
-            return None
+            return show_job(self, request, job)
         return TemplateResponse(
             request,
             "onboarding/admin/send_invitation.html",
@@ -77,10 +142,11 @@ class ClientBusinessAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(PortalModelAdmin):
     list_display = ("email", "name", "client", "meta_user_id", "receives_reminders")
     list_select_related = ("client",)
-    search_fields = ("email", "name", "client__name", "meta_user_id")
+    search_fields = ("email", "name", "client__name", "=meta_user_id")
+    ordering = ("-id",)
 
 
 class LoginConfigurationForm(forms.ModelForm):
@@ -102,7 +168,7 @@ class LoginConfigurationForm(forms.ModelForm):
 
 
 @admin.register(LoginConfiguration)
-class LoginConfigurationAdmin(admin.ModelAdmin):
+class LoginConfigurationAdmin(PortalModelAdmin):
     form = LoginConfigurationForm
     list_display = ("name", "config_id", "token_type", "variant", "token_expiry", "is_active")
     list_filter = ("token_type", "variant", "is_active")
@@ -114,25 +180,59 @@ class LoginConfigurationAdmin(admin.ModelAdmin):
             self.message_user(request, warning, messages.WARNING)
 
 
+class InvitationStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [(name, name.capitalize()) for name in ("sent", "opened", "completed", "expired", "revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        open_ = Q(revoked_at__isnull=True, completed_at__isnull=True, expires_at__gt=now)
+        states = {
+            "sent": open_ & Q(opened_at__isnull=True),
+            "opened": open_ & Q(opened_at__isnull=False),
+            "completed": Q(completed_at__isnull=False),
+            "expired": Q(revoked_at__isnull=True, completed_at__isnull=True, expires_at__lte=now),
+            "revoked": Q(revoked_at__isnull=False),
+        }
+        return queryset.filter(states[self.value()]) if self.value() in states else queryset
+
+
+INVITATION_STATE_TONES = {"Completed": "ok", "Opened": "warn", "Sent": "info", "Expired": "bad", "Revoked": "muted"}
+
+
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
-    list_display = (
-        "client", "configuration", "mode", "email", "state", "sent_at", "opened_at", "completed_at", "expires_at",
-    )  # fmt: skip
-    list_filter = ("mode",)
+class InvitationAdmin(PortalModelAdmin):
+    list_display = ("client", "configuration", "mode", "email", "state", "sent", "expires")
+    list_filter = (InvitationStateFilter, "mode", "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "email")
+    search_help_text = "Client name or the invited email."
+    ordering = ("-id",)
     readonly_fields = ("key_hash", "sent_at", "opened_at", "completed_at", "revoked_at", "created_at", "created_by")
     actions = ["revoke"]
 
     @admin.display(description="State")
     def state(self, obj) -> str:
-        return obj.state_label()
+        label = obj.state_label()
+        return status_badge(label.lower(), label)
+
+    @admin.display(description="Sent", ordering="sent_at")
+    def sent(self, obj) -> str:
+        return relative_when(obj.sent_at, past="", never="not sent", alarm=False)
+
+    @admin.display(description="Link expires", ordering="expires_at")
+    def expires(self, obj) -> str:
+        if obj.completed_at or obj.revoked_at:
+            return "—"
+        return relative_when(obj.expires_at, past="expired", future="expires")
 
     def has_add_permission(self, request):
         return False  # invitations are created by the "Send onboarding invitation" action (the key is shown once)
 
-    @admin.action(description="Revoke selected invitations")
+    @admin.action(description="Revoke selected invitations", permissions=["change"])
     def revoke(self, request, queryset):
         for invitation in queryset:
             revoke_invitation(invitation)
@@ -140,18 +240,28 @@ class InvitationAdmin(admin.ModelAdmin):
 
 
 @admin.register(LoginAttempt)
-class LoginAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "client", "configuration", "mode", "outcome", "failure_kind", "created_at", "is_mobile")
-    list_filter = ("outcome", "mode", "is_mobile", "failure_kind")
+class LoginAttemptAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
+    list_display = ("id", "client", "configuration", "mode", "outcome_badge", "failure_kind", "started", "is_mobile")
+    list_filter = ("outcome", "mode", "is_mobile", "failure_kind", "configuration")
     list_select_related = ("client", "configuration")
-    search_fields = ("client__name",)
+    search_fields = ("client__name", "=client__meta_business_id")
+    search_help_text = "Client name, or an exact Meta business id."
+    ordering = ("-id",)
+
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_badge(self, obj) -> str:
+        return status_badge(obj.outcome, obj.get_outcome_display())
+
+    @admin.display(description="Started", ordering="created_at")
+    def started(self, obj) -> str:
+        return relative_when(obj.created_at, past="", alarm=False)
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("received_at", "object_type", "fields", "duplicates", "summary")
 
 
 @admin.register(DataDeletionRequest)
-class DataDeletionRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DataDeletionRequestAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("confirmation_code", "status", "tokens_purged", "contacts_removed", "requested_at")

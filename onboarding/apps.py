@@ -9,6 +9,7 @@ class OnboardingConfig(AppConfig):
         from tokens.links import register_reconnect_url_builder
         from tokens.signals import tokens_invalidated
 
+        from . import staff_jobs  # noqa: F401  (registers the staff actions' jobs with staffjobs)
         from .client_status import clients_need_reauthorization
         from .links import reconnect_url
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from common.admin import PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
 
@@ -46,9 +46,8 @@ class StaffJobAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     def outcome_list(self, obj: StaffJob) -> str:
         if not obj.outcome:
             return "Nothing yet." if not obj.is_done else "Nothing to report."
-        items = format_html("").join(
-            format_html('<li class="level-{}">{}</li>', line.get("level", "info"), line.get("text", ""))
-            for line in obj.outcome
+        items = format_html_join(
+            "", '<li class="level-{}">{}</li>', ((line.get("level", "info"), line.get("text", "")) for line in obj.outcome)
         )
         return format_html('<ul class="advice">{}</ul>', items)
 

@@ -48,3 +48,12 @@ def make_staff(username: str, role: str | None = None, *, password: str | None =
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def run_queued_jobs() -> list:
+    """Run every staff job still waiting for a worker, as a worker would; returns them, refreshed."""
+    from staffjobs.jobs import run_job
+    from staffjobs.models import StaffJob
+
+    return [run_job(pk) for pk in StaffJob.objects.filter(status=StaffJob.Status.QUEUED).order_by("pk")
+            .values_list("pk", flat=True)]

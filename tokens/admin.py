@@ -1,50 +1,59 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import BinaryField
 from django.db.models.functions import Cast
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from common.admin import ReadOnlyAdminMixin
-from graph.errors import GraphError
+from common.admin import EndsWithinFilter, PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
+from staffjobs.admin import show_job
+from staffjobs.jobs import start_job
 
-from . import crypto, page_tokens, reminders, sweep, system_users
+from . import crypto, reminders
 from .models import AccessToken, Asset, AssetGrant, Reminder, SweepRun, TokenEvent
 
-CHECK_NOW_LIMIT = 100  # "check now" runs in the request: keep it to what a few Graph batches do quickly
+KIND_SHORT = {"system_user": "System user", "user": "User", "granular_system_user": "Granular", "page": "Page"}
+# A job's ids travel in its row; past this many, the sweep is the tool (it checks every token daily).
+ACTION_LIMIT = 5_000
 
 
-class ExpiresWithinFilter(admin.SimpleListFilter):
-    """Already ended, or ends within N days (on the field named by ``field_name``)."""
-
+class ExpiresWithinFilter(EndsWithinFilter):
     title = "expires within"
     parameter_name = "expires_within"
     field_name = "expires_at"
 
-    def lookups(self, request, model_admin):
-        return [("ended", "Already ended"), ("1", "1 day"), ("7", "7 days"), ("14", "14 days"), ("30", "30 days")]
 
-    def queryset(self, request, queryset):
-        now = timezone.now()
-        if self.value() == "ended":
-            return queryset.filter(**{f"{self.field_name}__lte": now})
-        if self.value() in {"1", "7", "14", "30"}:
-            until = now + timedelta(days=int(self.value()))
-            return queryset.filter(**{f"{self.field_name}__gt": now, f"{self.field_name}__lte": until})
-        return queryset
+class DataAccessEndsWithinFilter(EndsWithinFilter):
+    title = "data access ends within"
+    parameter_name = "data_access_ends_within"
+    field_name = "data_access_expires_at"
 
 
-class AccessExpiresWithinFilter(ExpiresWithinFilter):
+class AccessExpiresWithinFilter(EndsWithinFilter):
     title = "access ends within"
     parameter_name = "access_ends_within"
     field_name = "user_access_expire_time"
+
+
+def client_link(client) -> str:
+    if client is None:
+        return "—"
+    return format_html('<a href="{}">{}</a>', reverse("admin:onboarding_clientbusiness_change", args=[client.pk]),
+                       client.name)
+
+
+def selected_ids(model_admin, request, queryset) -> list[int] | None:
+    """The selected rows' ids, or None (with a message) when there are too many for one job."""
+    ids = list(queryset.order_by().values_list("pk", flat=True)[: ACTION_LIMIT + 1])
+    if len(ids) > ACTION_LIMIT:
+        model_admin.message_user(
+            request, f"Select at most {ACTION_LIMIT:,} at once (filter the list first).", messages.ERROR
+        )
+        return None
+    return ids
 
 
 class AssetGrantInline(admin.TabularInline):
@@ -72,12 +81,15 @@ class GranularTokenForm(forms.Form):
 
 
 @admin.register(AccessToken)
-class AccessTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "client", "configuration", "kind", "health", "masked_value", "expires_at", "next_check_at")
-    list_filter = ("status", "kind", ExpiresWithinFilter, "configuration")
+class AccessTokenAdmin(PortalModelAdmin):
+    list_display = ("id", "client_name", "kind_short", "status_badge", "ends", "configuration", "checked",
+                    "masked_value")
+    list_display_links = ("id",)
+    list_filter = ("status", "kind", ExpiresWithinFilter, DataAccessEndsWithinFilter, "configuration")
     list_select_related = ("client", "configuration")
-    search_fields = ("client__name", "meta_user_id", "client__meta_business_id")
-    date_hierarchy = "created_at"
+    search_fields = ("client__name", "=client__meta_business_id", "=meta_user_id")
+    search_help_text = "Client name, or an exact Meta business id or Meta user id."
+    ordering = ("-id",)
     # The value itself is never a field here: only its masked form is shown.
     exclude = ("value",)
     readonly_fields = (
@@ -88,20 +100,13 @@ class AccessTokenAdmin(admin.ModelAdmin):
         "revoked_at", "created_at", "updated_at",
     )  # fmt: skip
     inlines = [AssetGrantInline]
-    actions = ["check_now", "derive_page_tokens", "fetch_current_system_user_token", "create_granular_token"]
+    actions = ["check_now", "derive_page_tokens", "fetch_current_system_user_token", "create_granular_token", "revoke"]
 
     def get_queryset(self, request):
         # The value is read as ciphertext and only masked here: a row no key can read must
         # not break the whole page (the model would raise while loading it).
         ciphertext = Cast("value", output_field=BinaryField())
         return super().get_queryset(request).defer("value").annotate(ciphertext=ciphertext)
-
-    @admin.display(description="Status", ordering="status")
-    def health(self, obj: AccessToken) -> str:
-        # A removed permission is not "invalid": the token works, minus what needs that permission.
-        if obj.missing_permissions and obj.is_live():
-            return f"{obj.get_status_display()}, permission removed ({', '.join(obj.missing_permissions)})"
-        return obj.get_status_display()
 
     @admin.display(description="Token")
     def masked_value(self, obj: AccessToken) -> str:
@@ -112,80 +117,106 @@ class AccessTokenAdmin(admin.ModelAdmin):
         except crypto.TokenDecryptionError:
             return "unreadable with the configured keys"
 
+    @admin.display(description="Client", ordering="client__name")
+    def client_name(self, obj: AccessToken) -> str:
+        return client_link(obj.client)
+
+    @admin.display(description="Kind", ordering="kind")
+    def kind_short(self, obj: AccessToken) -> str:
+        return KIND_SHORT.get(obj.kind, obj.kind)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: AccessToken) -> str:
+        badge = status_badge(obj.status, obj.get_status_display())
+        # A removed permission is not "invalid": the token works, minus what needs that permission.
+        if obj.missing_permissions and obj.is_live():
+            return format_html('{} <span class="badge badge-warn" title="{}">permission removed</span>', badge,
+                               ", ".join(obj.missing_permissions))
+        return badge
+
+    @admin.display(description="Ends", ordering="expires_at")
+    def ends(self, obj: AccessToken) -> str:
+        if not obj.is_live():
+            return "—"
+        ends = obj.ends_at()
+        what = "data access ends" if ends and ends == obj.data_access_expires_at != obj.expires_at else "ends"
+        return relative_when(ends, future=what, past=what.replace("ends", "ended"))
+
+    @admin.display(description="Checked", ordering="last_checked_at")
+    def checked(self, obj: AccessToken) -> str:
+        return relative_when(obj.last_checked_at, past="", never="not yet", alarm=False)
+
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Check now with Meta (validity, expiry, assets)")
+    @admin.action(description="Check now with Meta (validity, expiry, assets)", permissions=["change"])
     def check_now(self, request, queryset):
-        ids = list(queryset.values_list("pk", flat=True)[: CHECK_NOW_LIMIT + 1])
-        if len(ids) > CHECK_NOW_LIMIT:
-            self.message_user(
-                request, f"Select at most {CHECK_NOW_LIMIT} tokens; the sweep checks the rest.", messages.ERROR
-            )
-            return
-        try:
-            result = sweep.check_tokens(ids)
-        except GraphError as error:
-            self.message_user(request, f"Meta could not be asked: {error}", messages.ERROR)
-            return
-        reminders.plan_reminders()
-        self.message_user(
+        if (ids := selected_ids(self, request, queryset)) is None:
+            return None
+        job = start_job("tokens.check_now", title=f"Check {len(ids)} token(s) with Meta", target_ids=ids,
+                        user=request.user)
+        return show_job(self, request, job)
+
+    @admin.action(description="Derive the Page tokens of these user tokens from Meta", permissions=["change"])
+    def derive_page_tokens(self, request, queryset):
+        live_user_tokens = queryset.filter(kind=AccessToken.Kind.USER, status__in=AccessToken.LIVE_STATUSES)
+        if (ids := selected_ids(self, request, live_user_tokens)) is None:
+            return None
+        job = start_job("tokens.derive_page_tokens", title=f"Derive the Page tokens of {len(ids)} user token(s)",
+                        target_ids=ids, user=request.user)
+        return show_job(self, request, job)
+
+    @admin.action(description="Fetch the current system-user token from Meta", permissions=["change"])
+    def fetch_current_system_user_token(self, request, queryset):
+        if (ids := selected_ids(self, request, queryset)) is None:
+            return None
+        job = start_job("tokens.fetch_system_user_token", title=f"Fetch the current token of {len(ids)} system "
+                        "user(s) from Meta", target_ids=ids, user=request.user)
+        return show_job(self, request, job)
+
+    @admin.action(description="Revoke at Meta…", permissions=["change"])
+    def revoke(self, request, queryset):
+        if (ids := selected_ids(self, request, queryset)) is None:
+            return None
+        if "apply" in request.POST:
+            job = start_job("tokens.revoke", title=f"Revoke {len(ids)} token(s) at Meta", target_ids=ids,
+                            user=request.user)
+            return show_job(self, request, job)
+        return TemplateResponse(
             request,
-            f"Checked {result.checked}: {result.active} active, {result.expiring} expiring, {result.invalid} invalid; "
-            f"{result.permissions_removed} with a permission removed; "
-            f"{result.errors} could not be checked now, {result.deferred} deferred (rate limit), "
-            f"{result.skipped} not live. Assets: {result.assets_added} added, {result.assets_removed} removed.",
-            messages.WARNING if result.errors or result.deferred else messages.SUCCESS,
+            "admin/tokens/accesstoken/revoke_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Revoke tokens at Meta",
+                "tokens": queryset.select_related("client").order_by("pk")[:100],
+                "count": len(ids),
+                "ids": ids,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
         )
 
-    @admin.action(description="Derive the Page tokens of these user tokens from Meta")
-    def derive_page_tokens(self, request, queryset):
-        derived = 0
-        live_user_tokens = queryset.filter(kind=AccessToken.Kind.USER, status__in=AccessToken.LIVE_STATUSES)
-        for token in live_user_tokens[:CHECK_NOW_LIMIT]:
-            try:
-                derived += len(page_tokens.derive_page_tokens(token))
-            except (GraphError, crypto.TokenDecryptionError) as error:
-                self.message_user(request, f"Token #{token.pk}: {error}", messages.ERROR)
-        self.message_user(request, f"{derived} new Page token(s) stored.", messages.SUCCESS)
-
-    @admin.action(description="Fetch the current system-user token from Meta")
-    def fetch_current_system_user_token(self, request, queryset):
-        for token in queryset.select_related("client"):
-            try:
-                changed = system_users.fetch_current_system_user_token(token, actor_user=request.user)
-            except (system_users.SystemUserTokenError, GraphError, crypto.TokenDecryptionError) as error:
-                self.message_user(request, f"Token #{token.pk}: {error}", messages.ERROR)
-                continue
-            self.message_user(
-                request, f"Token #{token.pk}: " + ("a newer token was stored." if changed else "unchanged.")
-            )
-
-    @admin.action(description="Create a granular system-user token…")
+    @admin.action(description="Create a granular system-user token…", permissions=["change"])
     def create_granular_token(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one system-user token.", messages.ERROR)
             return None
         parent = queryset.select_related("client").get()
-        if "apply" in request.POST:
-            form = GranularTokenForm(request.POST, parent=parent)
-            if form.is_valid():
-                try:
-                    token = system_users.create_granular_token(
-                        parent,
-                        assets=list(form.cleaned_data["assets"]),
-                        scopes=form.cleaned_data["scopes"],
-                        expires_in_60_days=form.cleaned_data["expires_in_60_days"],
-                        purpose=form.cleaned_data["purpose"],
-                        actor_user=request.user,
-                    )
-                except (system_users.SystemUserTokenError, GraphError, crypto.TokenDecryptionError) as error:
-                    form.add_error(None, str(error))
-                else:
-                    self.message_user(request, f"Granular token #{token.pk} created.", messages.SUCCESS)
-                    return HttpResponseRedirect(reverse("admin:tokens_accesstoken_change", args=[token.pk]))
-        else:
-            form = GranularTokenForm(parent=parent)
+        form = GranularTokenForm(request.POST if "apply" in request.POST else None, parent=parent)
+        if "apply" in request.POST and form.is_valid():
+            job = start_job(
+                "tokens.create_granular_token",
+                title=f"Create a granular token from #{parent.pk} ({parent.client})",
+                target_ids=[parent.pk],
+                params={
+                    "asset_ids": [asset.pk for asset in form.cleaned_data["assets"]],
+                    "scopes": list(form.cleaned_data["scopes"]),
+                    "expires_in_60_days": form.cleaned_data["expires_in_60_days"],
+                    "purpose": form.cleaned_data["purpose"],
+                },
+                user=request.user,
+            )
+            return show_job(self, request, job)
         return TemplateResponse(
             request,
             "admin/tokens/accesstoken/granular_form.html",
@@ -201,64 +232,135 @@ class AccessTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(Asset)
-class AssetAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "meta_id", "client")
+class AssetAdmin(PortalModelAdmin):
+    list_display = ("name", "kind", "meta_id", "client_name")
     list_filter = ("kind",)
     list_select_related = ("client",)
-    search_fields = ("name", "meta_id", "client__name")
+    search_fields = ("name", "=meta_id", "client__name")
+    search_help_text = "Asset or client name, or an exact Meta id."
+    ordering = ("-id",)
+    readonly_fields = ("client", "kind", "meta_id", "created_at", "updated_at")  # Meta's data
+
+    @admin.display(description="Client", ordering="client__name")
+    def client_name(self, obj: Asset) -> str:
+        return client_link(obj.client)
 
 
 @admin.register(AssetGrant)
-class AssetGrantAdmin(admin.ModelAdmin):
-    list_display = ("asset", "token", "status", "user_access_expire_time", "last_checked_at")
-    list_filter = ("status", AccessExpiresWithinFilter, "asset__kind")
-    list_select_related = ("asset", "token", "token__client")
-    search_fields = ("asset__name", "asset__meta_id", "token__client__name")
-    readonly_fields = ("token", "asset", "created_at", "removed_at", "last_checked_at")
+class AssetGrantAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
+    """What Meta says a token reaches: read here, changed only by the sweep and reconnecting."""
+
+    list_display = ("asset_name", "asset_kind", "client_name", "token_link", "status_badge", "access_ends",
+                    "checked")
+    list_filter = ("status", AccessExpiresWithinFilter, "asset__kind", "token__configuration")
+    list_select_related = ("asset", "token__client")
+    search_fields = ("asset__name", "=asset__meta_id", "token__client__name")
+    search_help_text = "Asset or client name, or an exact Meta id."
+    ordering = ("token", "asset")  # the unique (token, asset) index serves the first page
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("token__value")
 
+    @admin.display(description="Asset", ordering="asset__name")
+    def asset_name(self, obj: AssetGrant) -> str:
+        return obj.asset.name or obj.asset.meta_id
+
+    @admin.display(description="Kind")
+    def asset_kind(self, obj: AssetGrant) -> str:
+        return obj.asset.get_kind_display()
+
+    @admin.display(description="Client")
+    def client_name(self, obj: AssetGrant) -> str:
+        return client_link(obj.token.client)
+
+    @admin.display(description="Token", ordering="token")
+    def token_link(self, obj: AssetGrant) -> str:
+        return format_html('<a href="{}">#{}</a>', reverse("admin:tokens_accesstoken_change", args=[obj.token_id]),
+                           obj.token_id)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: AssetGrant) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Access ends", ordering="user_access_expire_time")
+    def access_ends(self, obj: AssetGrant) -> str:
+        return relative_when(obj.user_access_expire_time)
+
+    @admin.display(description="Checked", ordering="last_checked_at")
+    def checked(self, obj: AssetGrant) -> str:
+        return relative_when(obj.last_checked_at, past="", never="not yet", alarm=False)
+
 
 @admin.register(Reminder)
-class ReminderAdmin(admin.ModelAdmin):
-    list_display = (
-        "recipient_email", "client", "reason", "stage", "status", "due_at", "attempts", "sent_at", "last_error_short",
-    )  # fmt: skip
+class ReminderAdmin(PortalModelAdmin):
+    list_display = ("recipient_email", "client_name", "reason", "stage", "status_badge", "due", "attempts",
+                    "last_error_short")
     list_filter = ("status", "reason", "stage")
     list_select_related = ("client",)
     search_fields = ("recipient_email", "client__name")
+    search_help_text = "Recipient email or client name."
+    ordering = ("-id",)
     readonly_fields = [field.name for field in Reminder._meta.fields]
     actions = ["retry_now"]
 
+    @admin.display(description="Client", ordering="client__name")
+    def client_name(self, obj: Reminder) -> str:
+        return client_link(obj.client)
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Reminder) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Due", ordering="due_at")
+    def due(self, obj: Reminder) -> str:
+        if obj.status == Reminder.Status.SENT and obj.sent_at:
+            return relative_when(obj.sent_at, past="sent", alarm=False)
+        return relative_when(obj.due_at, past="due", future="due", alarm=False)
+
     @admin.display(description="Last error")
     def last_error_short(self, obj: Reminder) -> str:
-        return obj.last_error[:80]
+        return obj.last_error[:60]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Send again now (failed or pending reminders)")
+    def has_delete_permission(self, request, obj=None):
+        return False  # the unique key would plan a deleted reminder again: cancel it by fixing its cause
+
+    @admin.action(description="Send again now (failed or pending reminders)", permissions=["change"])
     def retry_now(self, request, queryset):
-        count = reminders.retry_reminders(list(queryset.values_list("pk", flat=True)))
+        # One UPDATE, whatever the selection: the sending job (every minute) does the mail.
+        count = reminders.retry_reminders(list(queryset.values_list("pk", flat=True)[:ACTION_LIMIT]))
         self.message_user(request, f"{count} reminder(s) will be sent by the next run (within a minute).")
 
 
 @admin.register(TokenEvent)
-class TokenEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "kind", "client", "token", "actor", "message")
+class TokenEventAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
+    list_display = ("created", "kind", "client_name", "token_link", "actor", "message")
     list_filter = ("kind", "actor")
-    list_select_related = ("client", "token")
+    list_select_related = ("client",)
     search_fields = ("client__name", "message")
-    date_hierarchy = "created_at"
+    search_help_text = "Client name or words of the message."
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("token__value")
+    @admin.display(description="When", ordering="created_at")
+    def created(self, obj: TokenEvent) -> str:
+        return relative_when(obj.created_at, past="", alarm=False)
+
+    @admin.display(description="Client", ordering="client__name")
+    def client_name(self, obj: TokenEvent) -> str:
+        return client_link(obj.client)
+
+    @admin.display(description="Token")
+    def token_link(self, obj: TokenEvent) -> str:
+        if obj.token_id is None:
+            return "—"
+        return format_html('<a href="{}">#{}</a>', reverse("admin:tokens_accesstoken_change", args=[obj.token_id]),
+                           obj.token_id)
 
 
 @admin.register(SweepRun)
-class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("job", "status", "started_at", "finished_at", "progress", "items_done", "items_total", "errors")
+class SweepRunAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
+    list_display = ("job", "status_badge", "started", "finished_at", "progress", "items_done", "items_total", "errors")
     list_filter = ("job", "status")
     readonly_fields = (
         "job", "status", "progress", "started_at", "finished_at", "chunks_done", "chunks_total", "items_done",
@@ -267,6 +369,14 @@ class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/tokens/sweeprun/change_list.html"
     change_form_template = "admin/tokens/sweeprun/change_form.html"
     REFRESH_SECONDS = 5
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: SweepRun) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, obj: SweepRun) -> str:
+        return relative_when(obj.started_at, past="", alarm=False)
 
     @admin.display(description="Progress")
     def progress(self, obj: SweepRun) -> str:

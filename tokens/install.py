@@ -8,6 +8,7 @@ Revocation and purge are driven by Meta's callbacks and webhooks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .events import record_event
 from .models import AccessToken, Asset, AssetGrant
 from .signals import (
     REVOKED_APP_REMOVED,
+    REVOKED_BY_STAFF,
     REVOKED_DATA_DELETION,
     REVOKED_DEAUTHORIZED,
     token_installed,
@@ -225,7 +227,7 @@ def _tokens_of_user(meta_user_id: str):
     return AccessToken.objects.filter(pk__in=list(ids))
 
 
-def _revoke(tokens, *, actor: str, reason: str, cause: str) -> list[AccessToken]:
+def _revoke(tokens, *, actor: str, reason: str, cause: str, actor_user=None) -> list[AccessToken]:
     revoked = []
     now = timezone.now()
     for token in tokens.select_for_update().exclude(status=AccessToken.Status.REVOKED):
@@ -234,7 +236,7 @@ def _revoke(tokens, *, actor: str, reason: str, cause: str) -> list[AccessToken]
         token.revoked_at = now
         token.save(update_fields=["status", "status_reason", "revoked_at", "updated_at"])
         token.grants.exclude(status=AssetGrant.Status.REVOKED).update(status=AssetGrant.Status.REVOKED)
-        record_event(AccessToken.Status.REVOKED, token=token, actor=actor, message=reason)
+        record_event(AccessToken.Status.REVOKED, token=token, actor=actor, actor_user=actor_user, message=reason)
         revoked.append(token)
     if revoked:
         tokens_revoked.send(sender=AccessToken, token_ids=[token.pk for token in revoked], cause=cause)
@@ -270,6 +272,37 @@ def revoke_tokens_for_business(
         )
     reason = reason or "The business removed the integration."
     return _revoke(_with_granular_children(tokens), actor=actor, reason=reason, cause=REVOKED_APP_REMOVED)
+
+
+def revoke_token(token: AccessToken, *, actor_user=None, graph=None) -> list[AccessToken]:
+    """Staff revoke one token: Meta removes our app's permissions for it, then it (and the granular
+    tokens derived from it) are marked revoked with who did it. Returns the tokens revoked.
+
+    Meta is asked first and outside any transaction; a token Meta already calls invalid has nothing
+    left to remove there and is revoked here all the same. Any other error from Meta propagates and
+    changes nothing, so staff can try again.
+    """
+    from graph.errors import InvalidTokenError
+
+    if token.status == AccessToken.Status.REVOKED:
+        return []
+    value = token.value
+    if value:
+        if graph is None:
+            from common.meta import graph_client
+
+            graph = graph_client()
+        with contextlib.suppress(InvalidTokenError):  # already dead at Meta: nothing left to remove there
+            graph.revoke_permissions(value)
+    who = actor_user.get_username() if actor_user is not None else "staff"
+    with transaction.atomic():
+        return _revoke(
+            _with_granular_children(AccessToken.objects.filter(pk=token.pk)),
+            actor=f"staff:{who}",
+            actor_user=actor_user,
+            reason=f"Revoked by {who}: the app's permissions were removed at Meta.",
+            cause=REVOKED_BY_STAFF,
+        )
 
 
 @transaction.atomic

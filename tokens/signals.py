@@ -20,7 +20,8 @@ leaves the remote work to run after the commit. Each is sent with ``sender=Acces
 ``tokens_revoked(token_ids: list[int], cause: str)``
     Tokens moved to ``revoked`` by ``tokens.install``: ``cause`` is ``"deauthorized"`` (the person
     removed the app: deauthorize callback), ``"data_deletion"`` (Meta's data deletion request) or
-    ``"app_removed"`` (the business uninstalled the integration: webhook). Sent in the revoking
+    ``"app_removed"`` (the business uninstalled the integration: webhook) or ``"revoked_by_staff"``
+    (staff's Revoke, after Meta removed the app's permissions). Sent in the revoking
     transaction, once per call, listing only the tokens that call revoked (granular tokens derived
     from them included), never one already revoked.
 
@@ -47,6 +48,7 @@ reminder_stages_due = Signal()
 REVOKED_DEAUTHORIZED = "deauthorized"
 REVOKED_DATA_DELETION = "data_deletion"
 REVOKED_APP_REMOVED = "app_removed"
+REVOKED_BY_STAFF = "revoked_by_staff"
 
 
 @dataclass(frozen=True)

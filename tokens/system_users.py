@@ -45,9 +45,10 @@ def fetch_current_system_user_token(token: AccessToken, *, actor_user=None, clie
     client = client or _graph()
     current = client.system_user_token(token.client.meta_business_id, token.value, token.meta_user_id, fetch_only=True)
     changed = current != token.value
+    # Meta is asked everything first: no transaction (and no row lock) is held across a Graph call.
+    info = client.debug_token(current) if changed else None
     with transaction.atomic():
         if changed:
-            info = client.debug_token(current)
             token = AccessToken.objects.select_for_update().get(pk=token.pk)
             token.value = current
             token.expires_at = info.expires_at

@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from common.admin import ReadOnlyAdminMixin
+from common.admin import PortalModelAdmin, ReadOnlyAdminMixin
 from graph import permissions
 
 from . import limits, services
@@ -51,7 +51,7 @@ class ChangeStatusForm(forms.Form):
 
 
 @admin.register(TechProviderVerification)
-class TechProviderVerificationAdmin(admin.ModelAdmin):
+class TechProviderVerificationAdmin(PortalModelAdmin):
     list_display = (
         "name", "meta_business_id", "is_provider", "status", "deadline", "days_left", "expected_decision_on",
     )
@@ -119,7 +119,7 @@ class TechProviderVerificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(BusinessVerification)
-class BusinessVerificationAdmin(admin.ModelAdmin):
+class BusinessVerificationAdmin(PortalModelAdmin):
     list_display = ("name", "meta_business_id", "status", "verified_at")
     list_filter = ("status",)
     search_fields = ("name", "meta_business_id")
@@ -142,7 +142,7 @@ class GatedFilter(admin.SimpleListFilter):
 
 
 @admin.register(PermissionAccess)
-class PermissionAccessAdmin(admin.ModelAdmin):
+class PermissionAccessAdmin(PortalModelAdmin):
     list_display = ("permission", "access_level", "review_state", "gated", "user_tokens", "system_user_tokens")
     list_editable = ("access_level", "review_state")
     list_filter = ("access_level", "review_state", GatedFilter)
@@ -167,7 +167,7 @@ class PermissionAccessAdmin(admin.ModelAdmin):
 
 
 @admin.register(AppRole)
-class AppRoleAdmin(admin.ModelAdmin):
+class AppRoleAdmin(PortalModelAdmin):
     list_display = ("name", "role", "meta_user_id", "email")
     list_filter = ("role",)
     search_fields = ("name", "meta_user_id", "email")
@@ -182,12 +182,12 @@ def only_one_selected(model_admin, request, queryset, noun: str):
 
 
 @admin.register(UpkeepRule)
-class UpkeepRuleAdmin(admin.ModelAdmin):
+class UpkeepRuleAdmin(PortalModelAdmin):
     list_display = ("name", "is_active", "describe")
     list_filter = ("is_active",)
     actions = ["make_active"]
 
-    @admin.action(description="Make the selected rule the one in force")
+    @admin.action(description="Make the selected rule the one in force", permissions=["change"])
     def make_active(self, request, queryset):
         rule = only_one_selected(self, request, queryset, "rule")
         if rule is None:
@@ -197,7 +197,7 @@ class UpkeepRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(MarketingAccessLevel)
-class MarketingAccessLevelAdmin(admin.ModelAdmin):
+class MarketingAccessLevelAdmin(PortalModelAdmin):
     list_display = ("level", "system_users", "admin_system_users", "is_current")
     actions = ["make_current"]
 
@@ -207,7 +207,7 @@ class MarketingAccessLevelAdmin(admin.ModelAdmin):
                 self.message_user(request, usage.warning, messages.WARNING)
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Make the selected level the provider's current one")
+    @admin.action(description="Make the selected level the provider's current one", permissions=["change"])
     def make_current(self, request, queryset):
         level = only_one_selected(self, request, queryset, "level")
         if level is None:
@@ -220,14 +220,14 @@ class MarketingAccessLevelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiCallHour)
-class ApiCallHourAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ApiCallHourAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("hour", "api", "calls", "errors")
     list_filter = ("api",)
     date_hierarchy = "hour"
 
 
 @admin.register(StaffAlert)
-class StaffAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class StaffAlertAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("created_at", "kind", "subject", "status", "attempts", "sent_at", "resolved_at")
     list_filter = ("kind", "status")
     search_fields = ("key", "subject")

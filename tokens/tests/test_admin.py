@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from testsupport.factories import make_client, make_contact, make_token
 from testsupport.fake_graph import FakeGraph, FakeToken
+from testsupport.staff import run_queued_jobs
 from tokens.models import AccessToken, Reminder, SweepRun, TokenEvent
 from tokens.reminders import plan_reminders
 from tokens.tests.test_sweep_simulator import onboard
@@ -57,12 +58,17 @@ def test_check_now_asks_meta_and_reports_what_it_found(staff, monkeypatch):
     response = staff.post(
         reverse("admin:tokens_accesstoken_changelist"),
         {"action": "check_now", "_selected_action": [token.pk]},
-        follow=True,
     )
+    assert response.status_code == 302 and "/admin/staffjobs/staffjob/" in response.url
+    token.refresh_from_db()
+    assert token.status == "active"  # nothing happens in the request: a worker runs the job
+
+    run_queued_jobs()
+    page = staff.get(response.url).content.decode()
 
     token.refresh_from_db()
     assert token.status == "expiring"
-    assert "Checked 1: 0 active, 1 expiring, 0 invalid" in response.content.decode()
+    assert "Checked 1: 0 active, 1 expiring, 0 invalid" in page
 
 
 @pytest.mark.django_db
@@ -103,14 +109,17 @@ def test_staff_create_a_granular_60_day_token_and_fetch_the_current_one(simulate
         },
     )
 
+    assert created.status_code == 302 and "/admin/staffjobs/staffjob/" in created.url
+    (job,) = run_queued_jobs()
     granular = AccessToken.objects.get(kind="granular_system_user")
-    assert created.status_code == 302
+    assert job.result_url == reverse("admin:tokens_accesstoken_change", args=[granular.pk])
     assert granular.parent == parent and granular.purpose == "Reporting job"
     assert [g.asset_id for g in granular.grants.all()] == [page_grant.asset_id]
     assert granular.expires_at is not None  # 60 days: it gets reminders like any expiring token
     assert TokenEvent.objects.filter(kind="granular_created", token=granular).exists()
 
     admin_client.post(url, {"action": "fetch_current_system_user_token", "_selected_action": [parent.pk]})
+    run_queued_jobs()
     assert TokenEvent.objects.filter(kind="staff_action", token=parent, message__contains="unchanged").exists()
 
 

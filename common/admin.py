@@ -54,7 +54,7 @@ class AuditedActionsMixin:
                 user_id=request.user.pk,
                 queryset=list(rows),
                 action_flag=CHANGE,
-                change_message=json.dumps([{"action": {"name": action, "description": str(description)}}]),
+                change_message=f"Ran the action “{description}” ({action}) on {len(selected)} selected.",
             )
         return super().response_action(request, queryset)
 

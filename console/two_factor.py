@@ -99,7 +99,9 @@ def setup_view(site, request):
         device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
     form = SetupCodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if verify_code(device, form.cleaned_data["otp_token"]):
+        if not device.verify_is_allowed()[0]:
+            form.add_error("otp_token", "Too many wrong codes in a row: wait a few seconds, then try the newest code.")
+        elif verify_code(device, form.cleaned_data["otp_token"]):
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             otp_login(request, device)
@@ -112,8 +114,9 @@ def setup_view(site, request):
             )
             messages.success(request, "Two-factor sign-in is set up. From now on, sign in with a code from the app.")
             return redirect("admin:index")
-        report_failure(request, user.get_username())
-        form.add_error("otp_token", "That code does not match. Check the phone's clock and try the newest code.")
+        else:
+            report_failure(request, user.get_username())
+            form.add_error("otp_token", "That code does not match. Check the phone's clock and try the newest code.")
     secret = device.config_url.split("secret=", 1)[1].split("&", 1)[0]
     context = {
         **site.each_context(request),

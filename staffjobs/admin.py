@@ -46,9 +46,8 @@ class StaffJobAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     def outcome_list(self, obj: StaffJob) -> str:
         if not obj.outcome:
             return "Nothing yet." if not obj.is_done else "Nothing to report."
-        items = format_html_join(
-            "", '<li class="level-{}">{}</li>', ((line.get("level", "info"), line.get("text", "")) for line in obj.outcome)
-        )
+        lines = ((line.get("level", "info"), line.get("text", "")) for line in obj.outcome)
+        items = format_html_join("", '<li class="level-{}">{}</li>', lines)
         return format_html('<ul class="advice">{}</ul>', items)
 
     @admin.display(description="Result")

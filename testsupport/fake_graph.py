@@ -81,6 +81,8 @@ class FakeGraph:
         self.debug_failures: dict[str, GraphError] = {}  # value -> error for its debug_token item
         self.coverage_failures: dict[str, GraphError] = {}  # value -> error for its coverage item
         self.calls: list[str] = []
+        self.revoked: list[str] = []  # token values whose app permissions were removed
+        self.system_user_value = "EAAB-fake-system-user-token-0001"  # what token management hands out
         self.requests = 0
         self.usage_percent = 0.0
 
@@ -183,3 +185,13 @@ class FakeGraph:
                     answer[edge] = {"data": rows}
             answers.append(answer)
         return answers
+
+    def system_user_token(self, business_id, token, system_user_id, *, fetch_only=False, assets=None, scopes=None,
+                          expires_in_60_days=False) -> str:
+        self._called("system_user_token")
+        return self.system_user_value
+
+    def revoke_permissions(self, token: str, user_id: str = "me") -> bool:
+        self._called("revoke_permissions")
+        self.revoked.append(token)
+        return True

@@ -1,0 +1,101 @@
+"""Every admin page: no token value on any of them, every action audited, and queries per page that
+do not grow with the rows listed."""
+
+import pytest
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from common.admin import AuditedActionsMixin
+from console.roles import PORTAL_APPS
+
+from .world import seed_world
+
+pytestmark = pytest.mark.django_db
+
+CHANGELISTS = [
+    "/admin/onboarding/clientbusiness/",
+    "/admin/onboarding/clientbusiness/?status__exact=active",
+    "/admin/onboarding/clientbusiness/?token_ends_within=7",
+    "/admin/onboarding/clientbusiness/?token_ends_within=30",
+    "/admin/onboarding/clientbusiness/?q=Client",
+    "/admin/tokens/accesstoken/",
+    "/admin/tokens/accesstoken/?status__exact=active",
+    "/admin/tokens/accesstoken/?kind__exact=user",
+    "/admin/tokens/accesstoken/?expires_within=7",
+    "/admin/tokens/accesstoken/?expires_within=30",
+    "/admin/tokens/accesstoken/?data_access_ends_within=30",
+    "/admin/tokens/assetgrant/",
+    "/admin/tokens/assetgrant/?status__exact=active",
+    "/admin/tokens/assetgrant/?access_ends_within=7",
+    "/admin/tokens/assetgrant/?access_ends_within=30",
+    "/admin/tokens/assetgrant/?asset__kind__exact=page",
+    "/admin/tokens/reminder/",
+    "/admin/tokens/reminder/?status__exact=pending",
+    "/admin/onboarding/invitation/",
+    "/admin/onboarding/invitation/?state=sent",
+    "/admin/onboarding/loginattempt/",
+    "/admin/onboarding/loginattempt/?outcome__exact=pending",
+    "/admin/tokens/tokenevent/",
+    "/admin/tokens/tokenevent/?kind__exact=installed",
+    "/admin/tokens/sweeprun/",
+    "/admin/staffjobs/staffjob/",
+    "/admin/tokens/asset/",
+    "/admin/onboarding/contact/",
+]
+
+
+def portal_admins():
+    return [model_admin for model, model_admin in admin.site._registry.items()
+            if model._meta.app_label in PORTAL_APPS]
+
+
+def test_every_model_admin_of_the_portal_audits_its_actions():
+    assert portal_admins()
+    assert [type(a).__name__ for a in portal_admins() if not isinstance(a, AuditedActionsMixin)] == []
+
+
+def test_an_action_run_is_written_to_the_admin_log_with_who_and_what(admin_client):
+    (token, *_) = seed_world(1)
+
+    admin_client.post("/admin/tokens/accesstoken/", {"action": "check_now", "_selected_action": [token.pk]})
+
+    entry = LogEntry.objects.get(object_id=str(token.pk))
+    assert entry.user.username == "admin"
+    assert entry.get_change_message() == (
+        "Ran the action “Check now with Meta (validity, expiry, assets)” (check_now) on 1 selected."
+    )
+
+
+def test_no_admin_page_shows_a_token_value(admin_client):
+    tokens = seed_world(2)
+    values = [token.value for token in tokens]
+    urls = ["/admin/", "/admin/dashboard/", *CHANGELISTS]
+    for model, model_admin in admin.site._registry.items():
+        info = (model._meta.app_label, model._meta.model_name)
+        urls.append(f"/admin/{info[0]}/{info[1]}/")
+        first = model._default_manager.order_by("pk").first()
+        if first is not None:
+            urls.append(f"/admin/{info[0]}/{info[1]}/{first.pk}/change/")
+    for token in tokens:
+        urls.append(f"/admin/tokens/accesstoken/{token.pk}/change/")
+
+    for url in urls:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        leaked = [value for value in values if value in page]
+        assert not leaked, f"{url} shows a token value"
+
+
+@pytest.mark.parametrize("url", CHANGELISTS)
+def test_queries_per_page_do_not_grow_with_rows(admin_client, url, django_assert_max_num_queries):
+    configuration = seed_world(2)[0].configuration
+    admin_client.get(url)  # warm per-process caches (content types, sessions) before counting
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(url).status_code == 200
+
+    seed_world(12, configuration=configuration)
+    with django_assert_max_num_queries(len(few)):
+        assert admin_client.get(url).status_code == 200

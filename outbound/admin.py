@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from common.admin import ReadOnlyAdminMixin
+from common.admin import PortalModelAdmin, ReadOnlyAdminMixin
 
 from . import delivery, endpoints
 from .models import EVENT_DESCRIPTIONS, Delivery, Event, EventType, WebhookEndpoint
@@ -59,7 +59,7 @@ def _secret_page(request, admin_site, endpoint: WebhookEndpoint, secret: str, *,
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(PortalModelAdmin):
     form = WebhookEndpointForm
     list_display = ("name", "url", "types", "is_active", "failing_since", "last_success_at", "disabled_at")
     list_filter = ("is_active",)
@@ -110,7 +110,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return super().response_add(request, obj, post_url_continue)
         return _secret_page(request, self.admin_site, obj, secret, rotated=False)
 
-    @admin.action(description="Rotate the signing secret (shown once; the old one signs for a day more)")
+    @admin.action(description="Rotate the signing secret (shown once; the old one signs for a day more)",
+                  permissions=["change"])
     def rotate_secret(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one endpoint: its new secret is shown once.", messages.ERROR)
@@ -118,12 +119,12 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         endpoint = queryset.get()
         return _secret_page(request, self.admin_site, endpoint, endpoints.rotate_secret(endpoint), rotated=True)
 
-    @admin.action(description="Enable again (after the receiver is fixed)")
+    @admin.action(description="Enable again (after the receiver is fixed)", permissions=["change"])
     def enable_again(self, request, queryset):
         count = endpoints.enable_again(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} endpoint(s) enabled. Redeliver what they missed from Deliveries.")
 
-    @admin.action(description="Disable")
+    @admin.action(description="Disable", permissions=["change"])
     def disable(self, request, queryset):
         user = request.user.get_username()
         count = endpoints.disable(queryset.values_list("pk", flat=True), f"Disabled by {user}.")
@@ -143,7 +144,7 @@ class DeliveryInline(admin.TabularInline):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("event_id", "type", "client", "occurred_at", "delivery_summary")
     list_filter = ("type",)
     list_select_related = ("client",)
@@ -169,7 +170,7 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = (
         "event_link", "endpoint", "status", "attempts", "last_status_code", "last_attempt_at", "next_attempt_at",
     )

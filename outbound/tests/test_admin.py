@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from outbound import delivery, outbox
 from outbound.models import Delivery, EventType, WebhookEndpoint
+from testsupport.staff import sign_in
 
 from .conftest import deliver_all, make_endpoint
 
@@ -128,7 +129,7 @@ def test_staff_without_the_change_permission_cannot_redeliver(client, django_use
 
     viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_delivery"))
-    client.force_login(viewer)
+    sign_in(client, viewer)  # both factors, as every admin page needs
     outbox.record([outbox.NewEvent(EventType.CONNECTION_BROKEN, "k", {})])
 
     page = client.get(reverse("admin:outbound_delivery_changelist"))

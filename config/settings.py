@@ -485,3 +485,13 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_VERBOSE = False
+# The first screen's figures are aggregates over every token and grant: kept as a snapshot, refreshed each minute.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "console-refresh-first-screen": {
+            "task": "console.refresh_first_screen",
+            "schedule": 60.0,
+            "options": {"expires": 50},
+        },
+    }
+)

@@ -7,7 +7,7 @@ from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from common.admin import PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
+from common.admin import CreatedWithinFilter, PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
 from graph.permissions import ASSET_TYPES, FLFB_SUPPORTED, describe
 from staffjobs.admin import show_job
 from staffjobs.jobs import start_job
@@ -84,12 +84,22 @@ class ConfigurationFilter(admin.SimpleListFilter):
 class ClientBusinessAdmin(PortalModelAdmin):
     list_display = ("name", "status_badge", "meta_business_id", "live_tokens", "contact_count", "status_since")
     list_filter = ("status", TokenEndsWithinFilter, ConfigurationFilter)
-    search_fields = ("name", "=meta_business_id", "contacts__email")
-    search_help_text = "Client name, contact email, or an exact Meta business id."
+    search_fields = ("name", "=meta_business_id", "notification_emails", "contacts__email")
+    search_help_text = "Client name, an email (a contact's or a notification address), or an exact Meta business id."
     ordering = ("name", "id")
     readonly_fields = ("status_changed_at", "created_at", "updated_at")
     inlines = [ContactInline]
     actions = ["send_onboarding_invitation"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Name, email or Meta business id; contacts are matched once (a semi-join), not per client row."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            contacts = Contact.objects.filter(email__icontains=term).values("client_id")
+            return queryset.filter(Q(pk__in=contacts) | Q(notification_emails__icontains=term)), False
+        return queryset.filter(Q(name__icontains=term) | Q(meta_business_id=term)), False
 
     def get_queryset(self, request):
         live = AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
@@ -185,7 +195,9 @@ class InvitationStateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [(name, name.capitalize()) for name in ("sent", "opened", "completed", "expired", "revoked")]
+        return [(name, name.capitalize()) for name in ("sent", "opened", "completed", "expired", "revoked")] + [
+            ("opened_ever", "Opened at some point")
+        ]
 
     def queryset(self, request, queryset):
         now = timezone.now()
@@ -196,6 +208,7 @@ class InvitationStateFilter(admin.SimpleListFilter):
             "completed": Q(completed_at__isnull=False),
             "expired": Q(revoked_at__isnull=True, completed_at__isnull=True, expires_at__lte=now),
             "revoked": Q(revoked_at__isnull=False),
+            "opened_ever": Q(opened_at__isnull=False),
         }
         return queryset.filter(states[self.value()]) if self.value() in states else queryset
 
@@ -206,7 +219,7 @@ INVITATION_STATE_TONES = {"Completed": "ok", "Opened": "warn", "Sent": "info", "
 @admin.register(Invitation)
 class InvitationAdmin(PortalModelAdmin):
     list_display = ("client", "configuration", "mode", "email", "state", "sent", "expires")
-    list_filter = (InvitationStateFilter, "mode", "configuration")
+    list_filter = (InvitationStateFilter, CreatedWithinFilter, "mode", "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "email")
     search_help_text = "Client name or the invited email."
@@ -239,10 +252,24 @@ class InvitationAdmin(PortalModelAdmin):
         self.message_user(request, f"{queryset.count()} invitation(s) revoked.", messages.SUCCESS)
 
 
+class OutcomeGroupFilter(admin.SimpleListFilter):
+    title = "outcome group"
+    parameter_name = "outcome_group"
+    GROUPS = {"unsuccessful": (LoginAttempt.Outcome.FAILED, LoginAttempt.Outcome.CANCELLED)}
+
+    def lookups(self, request, model_admin):
+        return [("unsuccessful", "Failed or cancelled")]
+
+    def queryset(self, request, queryset):
+        outcomes = self.GROUPS.get(self.value() or "")
+        return queryset.filter(outcome__in=outcomes) if outcomes else queryset
+
+
 @admin.register(LoginAttempt)
 class LoginAttemptAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("id", "client", "configuration", "mode", "outcome_badge", "failure_kind", "started", "is_mobile")
-    list_filter = ("outcome", "mode", "is_mobile", "failure_kind", "configuration")
+    list_filter = ("outcome", OutcomeGroupFilter, CreatedWithinFilter, "mode", "is_mobile", "failure_kind",
+                   "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "=client__meta_business_id")
     search_help_text = "Client name, or an exact Meta business id."

@@ -14,6 +14,39 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+# Every console page staff open, with each changelist's filters: the no-token-value and query-count
+# tests open them on a small seed, bench/admin.py times them at a million grants.
+CONSOLE_PAGES = [
+    "/admin/onboarding/clientbusiness/",
+    "/admin/onboarding/clientbusiness/?status__exact=active",
+    "/admin/onboarding/clientbusiness/?token_ends_within=7",
+    "/admin/onboarding/clientbusiness/?token_ends_within=30",
+    "/admin/onboarding/clientbusiness/?q=Client",
+    "/admin/tokens/accesstoken/",
+    "/admin/tokens/accesstoken/?status__exact=active",
+    "/admin/tokens/accesstoken/?kind__exact=user",
+    "/admin/tokens/accesstoken/?expires_within=7",
+    "/admin/tokens/accesstoken/?expires_within=30",
+    "/admin/tokens/accesstoken/?data_access_ends_within=30",
+    "/admin/tokens/assetgrant/",
+    "/admin/tokens/assetgrant/?status__exact=active",
+    "/admin/tokens/assetgrant/?access_ends_within=7",
+    "/admin/tokens/assetgrant/?access_ends_within=30",
+    "/admin/tokens/assetgrant/?asset__kind__exact=page",
+    "/admin/tokens/reminder/",
+    "/admin/tokens/reminder/?status__exact=pending",
+    "/admin/onboarding/invitation/",
+    "/admin/onboarding/invitation/?state=sent",
+    "/admin/onboarding/loginattempt/",
+    "/admin/onboarding/loginattempt/?outcome__exact=pending",
+    "/admin/tokens/tokenevent/",
+    "/admin/tokens/tokenevent/?kind__exact=installed",
+    "/admin/tokens/sweeprun/",
+    "/admin/staffjobs/staffjob/",
+    "/admin/tokens/asset/",
+    "/admin/onboarding/contact/",
+]
+
 
 def totp_device(user) -> TOTPDevice:
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first()

@@ -8,7 +8,14 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from common.admin import EndsWithinFilter, PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
+from common.admin import (
+    CreatedWithinFilter,
+    EndsWithinFilter,
+    PortalModelAdmin,
+    ReadOnlyAdminMixin,
+    relative_when,
+    status_badge,
+)
 from staffjobs.admin import show_job
 from staffjobs.jobs import start_job
 
@@ -20,22 +27,34 @@ KIND_SHORT = {"system_user": "System user", "user": "User", "granular_system_use
 ACTION_LIMIT = 5_000
 
 
+class TokenEndsWithinFilter(EndsWithinFilter):
+    title = "stops working within"
+    parameter_name = "ends_within"
+    field_names = ("expires_at", "data_access_expires_at")
+
+
 class ExpiresWithinFilter(EndsWithinFilter):
     title = "expires within"
     parameter_name = "expires_within"
-    field_name = "expires_at"
+    field_names = ("expires_at",)
 
 
 class DataAccessEndsWithinFilter(EndsWithinFilter):
     title = "data access ends within"
     parameter_name = "data_access_ends_within"
-    field_name = "data_access_expires_at"
+    field_names = ("data_access_expires_at",)
 
 
 class AccessExpiresWithinFilter(EndsWithinFilter):
     title = "access ends within"
     parameter_name = "access_ends_within"
-    field_name = "user_access_expire_time"
+    field_names = ("user_access_expire_time",)
+
+
+class SentWithinFilter(CreatedWithinFilter):
+    title = "sent in the last"
+    parameter_name = "sent_within"
+    field_name = "sent_at"
 
 
 def client_link(client) -> str:
@@ -85,7 +104,8 @@ class AccessTokenAdmin(PortalModelAdmin):
     list_display = ("id", "client_name", "kind_short", "status_badge", "ends", "configuration", "checked",
                     "masked_value")
     list_display_links = ("id",)
-    list_filter = ("status", "kind", ExpiresWithinFilter, DataAccessEndsWithinFilter, "configuration")
+    list_filter = ("status", "kind", TokenEndsWithinFilter, ExpiresWithinFilter, DataAccessEndsWithinFilter,
+                   "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "=client__meta_business_id", "=meta_user_id")
     search_help_text = "Client name, or an exact Meta business id or Meta user id."
@@ -256,7 +276,7 @@ class AssetGrantAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_select_related = ("asset", "token__client")
     search_fields = ("asset__name", "=asset__meta_id", "token__client__name")
     search_help_text = "Asset or client name, or an exact Meta id."
-    ordering = ("token", "asset")  # the unique (token, asset) index serves the first page
+    ordering = ("token_id", "asset_id")  # the unique (token, asset) index serves the first page
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("token__value")
@@ -295,7 +315,7 @@ class AssetGrantAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
 class ReminderAdmin(PortalModelAdmin):
     list_display = ("recipient_email", "client_name", "reason", "stage", "status_badge", "due", "attempts",
                     "last_error_short")
-    list_filter = ("status", "reason", "stage")
+    list_filter = ("status", SentWithinFilter, "reason", "stage")
     list_select_related = ("client",)
     search_fields = ("recipient_email", "client__name")
     search_help_text = "Recipient email or client name."

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.db import connection
+from django.db.models import BooleanField, Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from graph.permissions import TECH_PROVIDER_GATED
@@ -84,8 +88,74 @@ def provider_verified(when: str = "today", today: date | None = None) -> bool:
     return record.passes_gating(today or timezone.localdate())
 
 
-def tokens_at_risk(when: str = "today", today: date | None = None) -> RiskReport:
-    """Live tokens with at least one permission Meta would refuse, today or once the deadline has passed."""
+@dataclass(frozen=True)
+class RiskCounts:
+    when: str
+    token_count: int
+    client_count: int
+
+
+def _scopes_match(names: list[str], *, outside: bool) -> RawSQL:
+    """True when a token's scopes hold a permission in ``names`` (``outside``: one not in ``names``).
+
+    Scopes are a JSON array; the test runs in the database on each row, so judging many tokens
+    costs one scan, not a Python loop.
+    """
+    # Only the model's table name and placeholders are formatted in; the names travel as parameters.
+    table = AccessToken._meta.db_table
+    if connection.vendor == "postgresql":
+        if outside:
+            return RawSQL(f'NOT ("{table}"."scopes" <@ %s::jsonb)', [json.dumps(names)],  # noqa: S611
+                          output_field=BooleanField())
+        return RawSQL(f'"{table}"."scopes" ?| %s', [names], output_field=BooleanField())  # noqa: S611
+    placeholders = ", ".join(["%s"] * len(names)) or "NULL"
+    test = "IS NULL OR value NOT IN" if outside else "IN"
+    condition = f"value {test} ({placeholders})" if names else ("1 = 1" if outside else "1 = 0")
+    sql = f'EXISTS (SELECT 1 FROM json_each("{table}"."scopes") WHERE {condition})'  # noqa: S608
+    return RawSQL(sql, list(names), output_field=BooleanField())  # noqa: S611
+
+
+def _risk_condition(when: str, today: date | None) -> Q:
+    """DECISION_TABLE as a condition on a live token: some permission refused, no role to save it.
+
+    Refused: the person who granted it has no role on the app and either the app lacks advanced
+    access for the permission, or it is gated and the provider is not verified (then).
+    """
+    verified = provider_verified(when, today)
+    role_ids = list(AppRole.objects.values_list("meta_user_id", flat=True))
+    advanced = sorted(PermissionAccess.objects.filter(access_level=PermissionAccess.AccessLevel.ADVANCED)
+                      .values_list("permission", flat=True))
+    refused = Q(_scopes_match(advanced, outside=True))
+    if not verified:
+        refused |= Q(_scopes_match(sorted(TECH_PROVIDER_GATED), outside=False))
+    if role_ids:
+        refused &= ~Q(meta_user_id__in=role_ids) & ~Q(granted_by__meta_user_id__in=role_ids)
+    return refused
+
+
+def at_risk_tokens(when: str = "today", today: date | None = None) -> QuerySet:
+    """Live tokens with at least one permission Meta would refuse, as one query."""
+    return AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES).filter(_risk_condition(when, today))
+
+
+def risk_counts(when: str = "today", today: date | None = None) -> RiskCounts:
+    """How many live tokens, and of how many clients, Meta would refuse: one aggregate."""
+    return risk_counts_by_when(today, whens=(when,))[when]
+
+
+def risk_counts_by_when(today: date | None = None, whens=("today", "after_deadline")) -> dict[str, RiskCounts]:
+    """Several moments' counts in one scan of the live tokens (a filtered count each)."""
+    aggregates = {}
+    for when in whens:
+        risky = _risk_condition(when, today)
+        aggregates[f"{when}_tokens"] = Count("pk", filter=risky)
+        aggregates[f"{when}_clients"] = Count("client", distinct=True, filter=risky)
+    counts = AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES).aggregate(**aggregates)
+    return {when: RiskCounts(when, counts[f"{when}_tokens"], counts[f"{when}_clients"]) for when in whens}
+
+
+def tokens_at_risk(when: str = "today", today: date | None = None, *, limit: int | None = None) -> RiskReport:
+    """The tokens at risk with the reason per refused permission (only those tokens are read)."""
     verified = provider_verified(when, today)
     role_ids = set(AppRole.objects.values_list("meta_user_id", flat=True))
     advanced = set(
@@ -95,12 +165,12 @@ def tokens_at_risk(when: str = "today", today: date | None = None) -> RiskReport
     )
     risks = []
     live = (
-        AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
+        at_risk_tokens(when, today)
         .select_related("client", "granted_by")
         .defer("value")  # judging needs scopes and ids, never the secret (and not thousands of decryptions)
         .order_by("client__name", "id")
     )
-    for token in live:
+    for token in live[:limit] if limit else live:
         person_ids = {token.meta_user_id, getattr(token.granted_by, "meta_user_id", "")} - {""}
         has_role = bool(person_ids & role_ids)
         refused = {}

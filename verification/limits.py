@@ -48,16 +48,23 @@ def system_users_remaining(in_use: int, level: MarketingAccessLevel | None = Non
     return system_users_allowed(level) - in_use
 
 
-def system_user_usage(level: MarketingAccessLevel | None = None) -> list[SystemUserUsage]:
-    """Per client with system-user tokens: distinct live system users against the limit, fullest first."""
+def system_user_usage(level: MarketingAccessLevel | None = None, *, limit: int | None = None,
+                      client_id: int | None = None) -> list[SystemUserUsage]:
+    """Per client with system-user tokens: distinct live system users against the limit, fullest first.
+
+    Counted and ordered in the database; ``limit`` keeps only the fullest clients, ``client_id`` one.
+    """
     allowed = system_users_allowed(level)
     rows = (
         AccessToken.objects.filter(kind__in=SYSTEM_USER_KINDS, status__in=AccessToken.LIVE_STATUSES)
         .exclude(meta_user_id="")
         .values("client_id", "client__name")
         .annotate(in_use=Count("meta_user_id", distinct=True))
+        .order_by("-in_use", "client__name")
     )
-    usage = [SystemUserUsage(r["client_id"], r["client__name"], r["in_use"], allowed) for r in rows]
+    if client_id is not None:
+        rows = rows.filter(client_id=client_id)
+    usage = [SystemUserUsage(r["client_id"], r["client__name"], r["in_use"], allowed) for r in rows[:limit]]
     return sorted(usage, key=lambda u: (u.headroom, u.client_name))
 
 
@@ -66,7 +73,6 @@ def system_user_warning(client_id: int) -> str:
 
     For other apps through a dotted-path setting (tokens must not import verification).
     """
-    for usage in system_user_usage():
-        if usage.client_id == client_id:
-            return usage.warning
+    for usage in system_user_usage(client_id=client_id):
+        return usage.warning
     return ""

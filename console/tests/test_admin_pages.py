@@ -9,41 +9,13 @@ from django.test.utils import CaptureQueriesContext
 
 from common.admin import AuditedActionsMixin
 from console.roles import PORTAL_APPS
+from testsupport.staff import CONSOLE_PAGES
 
 from .world import seed_world
 
 pytestmark = pytest.mark.django_db
 
-CHANGELISTS = [
-    "/admin/onboarding/clientbusiness/",
-    "/admin/onboarding/clientbusiness/?status__exact=active",
-    "/admin/onboarding/clientbusiness/?token_ends_within=7",
-    "/admin/onboarding/clientbusiness/?token_ends_within=30",
-    "/admin/onboarding/clientbusiness/?q=Client",
-    "/admin/tokens/accesstoken/",
-    "/admin/tokens/accesstoken/?status__exact=active",
-    "/admin/tokens/accesstoken/?kind__exact=user",
-    "/admin/tokens/accesstoken/?expires_within=7",
-    "/admin/tokens/accesstoken/?expires_within=30",
-    "/admin/tokens/accesstoken/?data_access_ends_within=30",
-    "/admin/tokens/assetgrant/",
-    "/admin/tokens/assetgrant/?status__exact=active",
-    "/admin/tokens/assetgrant/?access_ends_within=7",
-    "/admin/tokens/assetgrant/?access_ends_within=30",
-    "/admin/tokens/assetgrant/?asset__kind__exact=page",
-    "/admin/tokens/reminder/",
-    "/admin/tokens/reminder/?status__exact=pending",
-    "/admin/onboarding/invitation/",
-    "/admin/onboarding/invitation/?state=sent",
-    "/admin/onboarding/loginattempt/",
-    "/admin/onboarding/loginattempt/?outcome__exact=pending",
-    "/admin/tokens/tokenevent/",
-    "/admin/tokens/tokenevent/?kind__exact=installed",
-    "/admin/tokens/sweeprun/",
-    "/admin/staffjobs/staffjob/",
-    "/admin/tokens/asset/",
-    "/admin/onboarding/contact/",
-]
+CHANGELISTS = CONSOLE_PAGES
 
 
 def portal_admins():

@@ -34,6 +34,7 @@ class ClientPageAdmin(ClientBusinessAdmin):
         extra = dict(extra_context or {})
         if client is not None:
             extra.update(client_page(client))
+            extra.setdefault("title", client.name)
             extra["can_act"] = request.user.has_perm("tokens.change_accesstoken")
         return super().change_view(request, object_id, form_url, extra_context=extra)
 

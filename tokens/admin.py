@@ -101,7 +101,7 @@ class GranularTokenForm(forms.Form):
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(PortalModelAdmin):
-    list_display = ("id", "client_name", "kind_short", "status_badge", "ends", "configuration", "checked",
+    list_display = ("id", "client_name", "kind_short", "status_badge", "ends", "configuration_name", "checked",
                     "masked_value")
     list_display_links = ("id",)
     list_filter = ("status", "kind", TokenEndsWithinFilter, ExpiresWithinFilter, DataAccessEndsWithinFilter,
@@ -140,6 +140,11 @@ class AccessTokenAdmin(PortalModelAdmin):
     @admin.display(description="Client", ordering="client__name")
     def client_name(self, obj: AccessToken) -> str:
         return client_link(obj.client)
+
+    @admin.display(description="Configuration", ordering="configuration__name")
+    def configuration_name(self, obj: AccessToken) -> str:
+        name = obj.configuration.name if obj.configuration else "—"
+        return name if len(name) <= 28 else format_html('<span title="{}">{}…</span>', name, name[:27])
 
     @admin.display(description="Kind", ordering="kind")
     def kind_short(self, obj: AccessToken) -> str:

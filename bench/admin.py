@@ -153,12 +153,12 @@ def seed(clients: int) -> None:
 
 def pages() -> list[str]:
     from onboarding.models import ClientBusiness
-    from testsupport.staff import CONSOLE_PAGES
+    from testsupport.staff import console_pages
 
     # The first screen, and the page of a client at the start, the middle and the end of the table.
     ids = list(ClientBusiness.objects.order_by("pk").values_list("pk", flat=True))
     clients = [f"/admin/onboarding/clientbusiness/{pk}/change/" for pk in (ids[0], ids[len(ids) // 2], ids[-1])]
-    return ["/admin/", *clients, *CONSOLE_PAGES]
+    return ["/admin/", *clients, *console_pages(configuration_id=1)]
 
 
 def time_snapshot(runs: int) -> tuple[float, float]:

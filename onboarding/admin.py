@@ -7,7 +7,14 @@ from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from common.admin import CreatedWithinFilter, PortalModelAdmin, ReadOnlyAdminMixin, relative_when, status_badge
+from common.admin import (
+    CreatedWithinFilter,
+    FixedChoicesFilter,
+    PortalModelAdmin,
+    ReadOnlyAdminMixin,
+    relative_when,
+    status_badge,
+)
 from graph.permissions import ASSET_TYPES, FLFB_SUPPORTED, describe
 from staffjobs.admin import show_job
 from staffjobs.jobs import start_job
@@ -252,6 +259,17 @@ class InvitationAdmin(PortalModelAdmin):
         self.message_user(request, f"{queryset.count()} invitation(s) revoked.", messages.SUCCESS)
 
 
+class FailureKindFilter(FixedChoicesFilter):
+    title = "what went wrong"
+    parameter_name = "failure_kind__exact"
+    field_name = "failure_kind"
+
+    def choices_for(self, request):
+        from .failures import FAILURES
+
+        return [(kind, failure.title) for kind, failure in sorted(FAILURES.items())]
+
+
 class OutcomeGroupFilter(admin.SimpleListFilter):
     title = "outcome group"
     parameter_name = "outcome_group"
@@ -268,7 +286,7 @@ class OutcomeGroupFilter(admin.SimpleListFilter):
 @admin.register(LoginAttempt)
 class LoginAttemptAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("id", "client", "configuration", "mode", "outcome_badge", "failure_kind", "started", "is_mobile")
-    list_filter = ("outcome", OutcomeGroupFilter, CreatedWithinFilter, "mode", "is_mobile", "failure_kind",
+    list_filter = ("outcome", OutcomeGroupFilter, CreatedWithinFilter, "mode", "is_mobile", FailureKindFilter,
                    "configuration")
     list_select_related = ("client", "configuration")
     search_fields = ("client__name", "=client__meta_business_id")

@@ -14,38 +14,64 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-# Every console page staff open, with each changelist's filters: the no-token-value and query-count
-# tests open them on a small seed, bench/admin.py times them at a million grants.
+# Every console changelist staff open, with each of its filters ({configuration}: a configuration's
+# id): the no-token-value and query-count tests open them on a small seed, bench/admin.py times them
+# at a million grants.
 CONSOLE_PAGES = [
     "/admin/onboarding/clientbusiness/",
     "/admin/onboarding/clientbusiness/?status__exact=active",
+    "/admin/onboarding/clientbusiness/?token_ends_within=ended",
     "/admin/onboarding/clientbusiness/?token_ends_within=7",
     "/admin/onboarding/clientbusiness/?token_ends_within=30",
+    "/admin/onboarding/clientbusiness/?configuration={configuration}",
     "/admin/onboarding/clientbusiness/?q=Client",
+    "/admin/onboarding/clientbusiness/?q=person1%40client.test",
     "/admin/tokens/accesstoken/",
     "/admin/tokens/accesstoken/?status__exact=active",
     "/admin/tokens/accesstoken/?kind__exact=user",
+    "/admin/tokens/accesstoken/?ends_within=7",
+    "/admin/tokens/accesstoken/?ends_within=30",
+    "/admin/tokens/accesstoken/?expires_within=ended",
     "/admin/tokens/accesstoken/?expires_within=7",
     "/admin/tokens/accesstoken/?expires_within=30",
     "/admin/tokens/accesstoken/?data_access_ends_within=30",
+    "/admin/tokens/accesstoken/?configuration__id__exact={configuration}",
     "/admin/tokens/assetgrant/",
     "/admin/tokens/assetgrant/?status__exact=active",
     "/admin/tokens/assetgrant/?access_ends_within=7",
     "/admin/tokens/assetgrant/?access_ends_within=30",
     "/admin/tokens/assetgrant/?asset__kind__exact=page",
+    "/admin/tokens/assetgrant/?token__configuration__id__exact={configuration}",
     "/admin/tokens/reminder/",
     "/admin/tokens/reminder/?status__exact=pending",
+    "/admin/tokens/reminder/?status__exact=sent&sent_within=30",
+    "/admin/tokens/reminder/?reason__exact=token_expiring",
+    "/admin/tokens/reminder/?stage__exact=7d",
     "/admin/onboarding/invitation/",
     "/admin/onboarding/invitation/?state=sent",
+    "/admin/onboarding/invitation/?state=opened_ever&created_within=30",
+    "/admin/onboarding/invitation/?mode__exact=reconnect",
+    "/admin/onboarding/invitation/?configuration__id__exact={configuration}",
     "/admin/onboarding/loginattempt/",
     "/admin/onboarding/loginattempt/?outcome__exact=pending",
+    "/admin/onboarding/loginattempt/?outcome_group=unsuccessful&created_within=30",
+    "/admin/onboarding/loginattempt/?is_mobile__exact=1",
+    "/admin/onboarding/loginattempt/?configuration__id__exact={configuration}",
     "/admin/tokens/tokenevent/",
     "/admin/tokens/tokenevent/?kind__exact=installed",
+    "/admin/tokens/tokenevent/?actor=system",
     "/admin/tokens/sweeprun/",
+    "/admin/tokens/sweeprun/?status__exact=finished",
     "/admin/staffjobs/staffjob/",
+    "/admin/staffjobs/staffjob/?status__exact=finished",
     "/admin/tokens/asset/",
+    "/admin/tokens/asset/?kind__exact=page",
     "/admin/onboarding/contact/",
 ]
+
+
+def console_pages(configuration_id: int) -> list[str]:
+    return [page.format(configuration=configuration_id) for page in CONSOLE_PAGES]
 
 
 def totp_device(user) -> TOTPDevice:

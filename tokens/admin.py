@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from common.admin import (
     CreatedWithinFilter,
     EndsWithinFilter,
+    FixedChoicesFilter,
     PortalModelAdmin,
     ReadOnlyAdminMixin,
     relative_when,
@@ -49,6 +50,27 @@ class AccessExpiresWithinFilter(EndsWithinFilter):
     title = "access ends within"
     parameter_name = "access_ends_within"
     field_names = ("user_access_expire_time",)
+
+
+class ActorFilter(FixedChoicesFilter):
+    title = "actor"
+    parameter_name = "actor"
+    field_name = "actor"
+    prefix_match = ("staff:",)
+
+    def choices_for(self, request):
+        return [("system", "The portal"), ("meta", "Meta"), ("client", "The client"), ("staff:", "Staff")]
+
+
+class StageFilter(FixedChoicesFilter):
+    title = "stage"
+    parameter_name = "stage__exact"
+    field_name = "stage"
+
+    def choices_for(self, request):
+        from django.conf import settings
+
+        return [(f"{days}d", f"{days} days before") for days in settings.REMINDER_STAGES_DAYS] + [("ended", "Ended")]
 
 
 class SentWithinFilter(CreatedWithinFilter):
@@ -320,7 +342,7 @@ class AssetGrantAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
 class ReminderAdmin(PortalModelAdmin):
     list_display = ("recipient_email", "client_name", "reason", "stage", "status_badge", "due", "attempts",
                     "last_error_short")
-    list_filter = ("status", SentWithinFilter, "reason", "stage")
+    list_filter = ("status", SentWithinFilter, "reason", StageFilter)
     list_select_related = ("client",)
     search_fields = ("recipient_email", "client__name")
     search_help_text = "Recipient email or client name."
@@ -362,7 +384,7 @@ class ReminderAdmin(PortalModelAdmin):
 @admin.register(TokenEvent)
 class TokenEventAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("created", "kind", "client_name", "token_link", "actor", "message")
-    list_filter = ("kind", "actor")
+    list_filter = ("kind", ActorFilter)
     list_select_related = ("client",)
     search_fields = ("client__name", "message")
     search_help_text = "Client name or words of the message."

@@ -1,0 +1,125 @@
+"""The first screen: figures from SQL aggregates, each a link to the list behind it; kept as a
+snapshot that beat refreshes, with queries that do not grow with rows."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from console import first_screen
+from console.models import FirstScreenSnapshot
+from console.tasks import refresh_first_screen
+from testsupport.factories import make_asset, make_client, make_grant, make_token
+from testsupport.staff import make_staff, sign_in
+from tokens.models import AccessToken
+
+from .world import seed_world
+
+pytestmark = pytest.mark.django_db
+
+
+def figure(figures, label):
+    return next(f for f in figures if f.label == label)
+
+
+def test_the_figures_count_what_their_lists_show(admin_client):
+    seed_world(3)  # tokens end in 3, 4, 5 days; grants' access in 5, 6, 7 days (two a day)
+    make_client(name="Gone", status="needs_reauth")
+    now = timezone.now()
+
+    screen = first_screen.compute(now)
+
+    needs_reauth = figure(screen.clients_by_state, "Needs reauthorization")
+    assert needs_reauth.count == 1 and needs_reauth.url.endswith("?status__exact=needs_reauth")
+    within_7 = figure(screen.ending_soon, "tokens end within 7 days")
+    grants_7 = figure(screen.ending_soon, "asset grants end within 7 days")
+    assert (within_7.count, grants_7.count) == (3, 6)
+    assert admin_client.get(within_7.url).content.decode().count('class="action-select"') == 3
+    assert admin_client.get(grants_7.url).content.decode().count('<td class="field-asset_kind">') == 6
+
+
+def test_each_bar_of_the_chart_opens_exactly_that_days_tokens(admin_client):
+    now = timezone.now().replace(hour=10)
+    client = make_client()
+    make_token(client, expires_at=now + timedelta(days=2))
+    make_token(make_client(name="Two"), expires_at=now + timedelta(days=2, hours=1))
+    make_token(make_client(name="Later"), expires_at=now + timedelta(days=9))
+    make_grant(make_token(make_client(name="Grants")), make_asset(client), now + timedelta(days=2))
+
+    chart = first_screen.access_ending_chart(now)
+    day = next(d for d in chart if d.day == (now + timedelta(days=2)).date())
+
+    assert (day.tokens, day.grants) == (2, 1)
+    assert sum(d.tokens for d in chart) == 3 and len(chart) == first_screen.CHART_DAYS + 1
+    tokens_page = admin_client.get(day.tokens_url).content.decode()
+    assert tokens_page.count('class="action-select"') == 2 and "Later" not in tokens_page
+    assert admin_client.get(day.grants_url).content.decode().count('<td class="field-asset_kind">') == 1
+
+
+def test_the_first_screen_shows_its_figures_as_links_and_marks_what_has_not_landed(client):
+    seed_world(2)
+    sign_in(client, make_staff("vera", "Viewer"))
+
+    page = client.get("/admin/").content.decode()
+
+    assert "Who breaks next" in page and "<svg" in page and 'class="chart"' in page
+    assert '/admin/onboarding/clientbusiness/?status__exact=active"' in page
+    assert "/admin/tokens/accesstoken/?ends_within=day:" in page  # a bar's link
+    assert "Onboarding, last 30 days" in page and "Standing with Meta" in page
+    assert 'class="gap-note"' in page and "issue #11" in page
+
+
+def test_the_page_reads_the_snapshot_and_recomputes_only_a_stale_one():
+    seed_world(1)
+    first, computed_at = first_screen.current()
+    with CaptureQueriesContext(connection) as reading:
+        again, at = first_screen.current()
+    assert at == computed_at and len(reading) == 1  # one row read, nothing recomputed
+
+    FirstScreenSnapshot.objects.update(computed_at=timezone.now() - first_screen.STALE_AFTER - timedelta(seconds=1))
+    _, refreshed_at = first_screen.current()
+    assert refreshed_at > computed_at
+
+
+def test_beat_refreshes_the_snapshot_and_its_queries_do_not_grow_with_rows(django_assert_max_num_queries):
+    seed_world(2)
+    with CaptureQueriesContext(connection) as few:
+        refresh_first_screen()
+    seed_world(12)
+    with django_assert_max_num_queries(len(few)):
+        result = refresh_first_screen()
+    assert FirstScreenSnapshot.objects.get().figures["clients_by_state"][2]["count"] == 14
+    assert result["seconds"] >= 0
+
+
+def test_what_meta_would_refuse_is_counted_in_sql_and_agrees_with_the_decision_table(settings):
+    from testsupport.factories import make_contact, make_verification_record
+    from verification.gating import gating_decision, provider_verified, risk_counts_by_when
+    from verification.models import AppRole, PermissionAccess
+
+    make_verification_record("required", notified_on=timezone.localdate() - timedelta(days=10))
+    PermissionAccess.objects.update_or_create(permission="ads_read", defaults={"access_level": "advanced"})
+    PermissionAccess.objects.update_or_create(permission="pages_show_list", defaults={"access_level": "advanced"})
+    role = make_client(name="Role holder")
+    AppRole.objects.create(meta_user_id="555", name="Tester", role="tester")
+    make_token(role, granted_by=make_contact(role, meta_user_id="555"), scopes=["pages_manage_posts"])
+    for n, scopes in enumerate([["ads_read"], ["pages_show_list", "pages_manage_posts"], ["ads_management"], []]):
+        make_token(make_client(name=f"C{n}"), scopes=scopes)
+    make_token(make_client(name="Revoked"), scopes=["ads_management"], status=AccessToken.Status.REVOKED)
+
+    counts = risk_counts_by_when()
+
+    advanced = set(PermissionAccess.objects.filter(access_level="advanced").values_list("permission", flat=True))
+    from graph.permissions import TECH_PROVIDER_GATED
+    for when in ("today", "after_deadline"):
+        verified = provider_verified(when)
+        expected = sum(
+            1 for token in AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
+            if any(not gating_decision(has_role=token.granted_by_id is not None and token.client == role,
+                                       gated=p in TECH_PROVIDER_GATED, provider_verified=verified,
+                                       advanced_access=p in advanced).accepted for p in token.scopes)
+        )
+        assert counts[when].token_count == expected, when
+    assert counts["today"].token_count >= 2

@@ -3,52 +3,26 @@
 Screenshots of every page go to test-artifacts/screenshots/ (kept by CI).
 """
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.db import connections
 
 from onboarding.invitations import create_invitation
 from onboarding.models import LoginAttempt
+from testsupport.browser import CHROMIUM_ARGS, SCREENSHOTS, chromium_page
 from tokens.models import AccessToken
 
 from .conftest import AD_1, PAGE_1
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(settings.BASE_DIR) / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture
 def page(chromium_path, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1024, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        # Chromium reports what the Content-Security-Policy blocked on the console.
-        refused = []
-        page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
+    with chromium_page(chromium_path) as page:
         yield page
-        browser.close()
-        assert refused == [], "the pages' own Content-Security-Policy blocked something"
-        # ORM calls made while Playwright's loop runs get their own connection; don't leave it open.
-        connections.close_all()
 
 
 def shoot(page, name: str) -> None:

@@ -17,8 +17,8 @@ import time as clock
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, DateTimeField, Q
-from django.db.models.functions import Coalesce, Least, TruncDate
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
@@ -83,12 +83,6 @@ def clients_by_state() -> list[Figure]:
     ]
 
 
-def token_end():
-    """When a token stops working: the earlier of its expiry and its data-access expiry."""
-    return Least(Coalesce("expires_at", "data_access_expires_at"), Coalesce("data_access_expires_at", "expires_at"),
-                 output_field=DateTimeField())
-
-
 def access_ending_chart(now: datetime, days: int = CHART_DAYS) -> list[ChartDay]:
     """Live tokens (expiry or data access) and live grants (the asset's access end) ending, per day."""
     until = now + timedelta(days=days)
@@ -96,7 +90,7 @@ def access_ending_chart(now: datetime, days: int = CHART_DAYS) -> list[ChartDay]
         AccessToken.objects.filter(status__in=AccessToken.LIVE_STATUSES)
         .filter(Q(expires_at__gt=now, expires_at__lte=until)
                 | Q(data_access_expires_at__gt=now, data_access_expires_at__lte=until))
-        .annotate(day=TruncDate(token_end())).values_list("day").annotate(n=Count("pk")).order_by()
+        .annotate(day=TruncDate(AccessToken.ends_at_expression())).values_list("day").annotate(n=Count("pk")).order_by()
     )
     grants = (
         AssetGrant.objects.filter(status__in=LIVE_GRANTS, user_access_expire_time__gt=now,

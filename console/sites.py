@@ -49,6 +49,8 @@ class PortalAdminSite(admin.AdminSite):
         from .charts import access_ending_svg
         from .first_screen import current
 
+        if not request.user.has_perm("onboarding.view_clientbusiness"):
+            return super().index(request, extra_context)  # staff in no role see no figures
         screen, computed_at = current()
         context = {
             "screen": screen,

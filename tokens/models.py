@@ -147,6 +147,15 @@ class AccessToken(StatusTransitionsMixin, models.Model):
             return ""
         return f"Permission removed: {', '.join(self.missing_permissions)}. Reconnect to grant it again."
 
+    @staticmethod
+    def ends_at_expression():
+        """``ends_at()`` in SQL: the earlier of expiry and data-access expiry (NULL when neither)."""
+        from django.db.models import DateTimeField
+        from django.db.models.functions import Coalesce, Least
+
+        return Least(Coalesce("expires_at", "data_access_expires_at"), Coalesce("data_access_expires_at", "expires_at"),
+                     output_field=DateTimeField())
+
     def days_left(self, now=None) -> int | None:
         ends = self.ends_at()
         if ends is None:

@@ -68,6 +68,6 @@ def test_queries_per_page_do_not_grow_with_rows(admin_client, page, django_asser
     with CaptureQueriesContext(connection) as few:
         assert admin_client.get(url).status_code == 200
 
-    seed_world(12, configuration=configuration)
+    seed_world(5, configuration=configuration)
     with django_assert_max_num_queries(len(few)):
         assert admin_client.get(url).status_code == 200

@@ -123,3 +123,16 @@ def test_what_meta_would_refuse_is_counted_in_sql_and_agrees_with_the_decision_t
         )
         assert counts[when].token_count == expected, when
     assert counts["today"].token_count >= 2
+
+
+def test_a_token_is_charted_and_listed_on_the_day_it_stops_working_the_earlier_of_its_two_ends(admin_client):
+    now = timezone.now().replace(hour=10)
+    make_token(make_client(name="Data first"), expires_at=now + timedelta(days=20),
+               data_access_expires_at=now + timedelta(days=4))
+
+    chart = {day.day: day for day in first_screen.access_ending_chart(now)}
+    early, late = chart[(now + timedelta(days=4)).date()], chart[(now + timedelta(days=20)).date()]
+
+    assert (early.tokens, late.tokens) == (1, 0)
+    assert "Data first" in admin_client.get(early.tokens_url).content.decode()
+    assert "Data first" not in admin_client.get(late.tokens_url).content.decode()

@@ -89,3 +89,4 @@ def test_an_administrator_runs_configurations_verification_and_staff_users(as_ro
 def test_staff_outside_any_role_see_nothing(client):
     sign_in(client, make_staff("nobody"))
     assert client.get(TOKENS).status_code == 403
+    assert 'id="first-screen"' not in client.get("/admin/").content.decode()

@@ -11,7 +11,7 @@ VIEWER, OPERATOR, ADMINISTRATOR = "Viewer", "Operator", "Administrator"
 ROLES = (VIEWER, OPERATOR, ADMINISTRATOR)
 
 # The apps whose data staff read. A new app of the portal is added here.
-PORTAL_APPS = ("onboarding", "tokens", "verification", "staffjobs", "outbound", "api")
+PORTAL_APPS = ("onboarding", "tokens", "verification", "staffjobs", "outbound", "connections", "api")
 
 # What an operator may do beyond reading: act on clients and tokens (the admin's actions on
 # a model need its "change" permission), keep contacts, resend reminders, revoke invitations.

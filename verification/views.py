@@ -13,6 +13,7 @@ from .upkeep import active_rule, upkeep_figures
 
 # The fullest clients first; at a hundred thousand clients the whole table would be the page.
 DASHBOARD_SYSTEM_USER_ROWS = 50
+AT_RISK_ROWS = 500  # tokens listed (with their reasons); the counts above the list are of all of them
 WHEN_LABELS = {"today": "At risk today", "after_deadline": "At risk once the verification deadline passes"}
 
 
@@ -48,12 +49,13 @@ def dashboard(request):
 def at_risk(request, when: str):
     if when not in WHEN_LABELS:
         raise Http404("Unknown list")
-    report = gating.tokens_at_risk(when)
+    report = gating.tokens_at_risk(when, limit=AT_RISK_ROWS)
     context = {
         **admin.site.each_context(request),
         "title": WHEN_LABELS[when],
         "when": when,
         "report": report,
+        "counts": gating.risk_counts(when),
         "provider": gating.provider_record(),
     }
     return TemplateResponse(request, "admin/verification/at_risk.html", context)

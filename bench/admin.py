@@ -158,7 +158,15 @@ def pages() -> list[str]:
     # The first screen, and the page of a client at the start, the middle and the end of the table.
     ids = list(ClientBusiness.objects.order_by("pk").values_list("pk", flat=True))
     clients = [f"/admin/onboarding/clientbusiness/{pk}/change/" for pk in (ids[0], ids[len(ids) // 2], ids[-1])]
-    return ["/admin/", *clients, *console_pages(configuration_id=1)]
+    # A bar of the first screen's chart: the tokens and the grants ending in three days.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    day = (timezone.localdate() + timedelta(days=3)).isoformat()
+    bars = [f"/admin/tokens/accesstoken/?ends_within=day:{day}",
+            f"/admin/tokens/assetgrant/?access_ends_within=day:{day}"]
+    return ["/admin/", *clients, *bars, *console_pages(configuration_id=1)]
 
 
 def time_snapshot(runs: int) -> tuple[float, float]:

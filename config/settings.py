@@ -481,6 +481,8 @@ OTP_TOTP_ISSUER = PORTAL_NAME  # the name authenticator apps show beside the cod
 AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("STAFF_LOCKOUT_MINUTES", default=30))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The address as the rate limiter reads it (PORTAL_TRUSTED_PROXY_COUNT): one client, one address.
+AXES_CLIENT_IP_CALLABLE = "common.logs.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"

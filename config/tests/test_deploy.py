@@ -247,6 +247,15 @@ def deployment(tmp_path_factory):
         shutil.rmtree(postgres.directory, ignore_errors=True)
 
 
+def current_totp(base32_key: str) -> str:
+    """What an authenticator app shows now for this key (RFC 6238: 30-second steps, 6 digits)."""
+    from base64 import b32decode
+
+    from django_otp.oath import TOTP
+
+    return f"{TOTP(b32decode(base32_key)).token():06d}"
+
+
 def cookies_of(*responses: requests.Response) -> str:
     # The cookies are Secure; over this plain-HTTP hop a client library would not send them back.
     jar = {}
@@ -276,8 +285,22 @@ def test_the_admin_login_works_through_a_tls_terminating_proxy_and_pages_load_th
     assert login.status_code == 302 and login.headers["Location"] == "/admin/", login.text[:2000]
     assert "Secure" in login.headers["Set-Cookie"] and "HttpOnly" in login.headers["Set-Cookie"]
 
-    admin = deployment.get("/admin/", **proxied, Cookie=cookies_of(form, login))
-    assert admin.status_code == 200 and "Site administration" in admin.text
+    # Production asks for a second factor: a first sign-in sets up the authenticator app (D80).
+    cookies = cookies_of(form, login)
+    assert deployment.get("/admin/", **proxied, Cookie=cookies).headers["Location"].startswith("/admin/login/")
+    setup = deployment.get("/admin/two-factor/setup/", **proxied, Cookie=cookies)
+    assert setup.status_code == 200 and "<svg" in setup.text
+    key = re.search(r'<code class="otp-key">([A-Z2-7 ]+)</code>', setup.text).group(1).replace(" ", "")
+    done = requests.post(
+        f"{deployment.base}/admin/two-factor/setup/",
+        data={"otp_token": current_totp(key),  # the login rotated the CSRF token: the setup page's
+              "csrfmiddlewaretoken": re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', setup.text).group(1)},
+        headers={**proxied, "Origin": f"https://{HOST}", "Cookie": cookies},
+        allow_redirects=False, timeout=20,
+    )  # fmt: skip
+    assert done.status_code == 302 and done.headers["Location"] == "/admin/", done.text[:2000]
+    admin = deployment.get("/admin/", **proxied, Cookie=cookies_of(form, login, done))
+    assert admin.status_code == 200 and "Who breaks next" in admin.text
     stylesheet = re.search(r'<link rel="stylesheet" href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', admin.text)
     assert stylesheet, "the admin links its hashed stylesheet"
     css = deployment.get(stylesheet.group(1), **proxied)

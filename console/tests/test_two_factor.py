@@ -128,5 +128,5 @@ def test_production_refuses_to_start_without_the_second_factor(settings):
     settings.PRODUCTION = True
     settings.DEBUG = False
     settings.STAFF_TWO_FACTOR_REQUIRED = False
-    with pytest.raises(SystemCheckError, match="portal.E007"):
+    with pytest.raises(SystemCheckError, match="portal.E080"):
         call_command("check")

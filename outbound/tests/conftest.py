@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTS = range(55200, 55300)  # this work's port range on the shared machine
 
 
+@functools.cache
 def readme_recipe():
     """The first Python block under "## Verifying a webhook" in README.md, executed: its verify_webhook."""
     text = (ROOT / "README.md").read_text()

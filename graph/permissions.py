@@ -6,6 +6,15 @@ verification app; this module is what Meta publishes.
 
 from __future__ import annotations
 
+
+def gettext_noop(message: str) -> str:
+    """Marks a string for translation without importing Django: ``makemessages`` knows this name.
+
+    The pages that show these strings translate them (``gettext(describe(name))``).
+    """
+    return message
+
+
 USER = "user"
 SYSTEM_USER = "system_user"
 
@@ -51,50 +60,50 @@ WHATSAPP_EMBEDDED_SIGNUP_REQUIRED: frozenset[str] = frozenset(
 
 # What each permission lets us do, in words a client's staff understand.
 DESCRIPTIONS: dict[str, str] = {
-    "ads_management": "Create and manage ads and campaigns in the ad accounts you choose.",
-    "ads_read": "Read ad performance and settings in the ad accounts you choose.",
-    "attribution_read": "Read attribution data for your ads.",
-    "business_management": "Read and manage your business portfolio's assets and settings.",
-    "catalog_management": "Create and update products in the catalogs you choose.",
-    "email": "See the email address of the person who connects.",
-    "instagram_basic": "Read your Instagram account's profile and media.",
-    "instagram_content_publish": "Publish posts to your Instagram account.",
-    "instagram_manage_comments": "Read, reply to and moderate comments on your Instagram posts.",
-    "instagram_manage_insights": "Read insights for your Instagram account.",
-    "instagram_manage_messages": "Read and send Instagram direct messages.",
-    "instagram_shopping_tag_products": "Tag products from your catalog in Instagram posts.",
-    "leads_retrieval": "Download leads collected by your lead ads.",
-    "manage_fundraisers": "Create and manage fundraisers.",
-    "pages_manage_cta": "Manage the call-to-action buttons on your Pages.",
-    "page_events": "Send events from your Pages to Meta for measurement.",
-    "pages_manage_ads": "Manage ads linked to your Pages.",
-    "pages_manage_engagement": "Manage comments and reactions on your Pages.",
-    "pages_manage_instant_articles": "Manage Instant Articles for your Pages.",
-    "pages_manage_metadata": "Manage Page settings and subscribe to Page webhooks.",
-    "pages_manage_posts": "Create, edit and delete posts on your Pages.",
-    "pages_messaging": "Send and receive Messenger messages for your Pages.",
-    "pages_read_engagement": "Read posts, followers and engagement on your Pages.",
-    "pages_read_user_content": "Read content people post on your Pages.",
-    "pages_show_list": "See the list of Pages you manage.",
-    "private_computation_access": "Use Meta's private computation products with your data.",
-    "public_profile": "See the name and profile picture of the person who connects.",
-    "publish_to_groups": "Post to groups on your behalf.",
-    "publish_video": "Publish live and recorded videos to your Pages.",
-    "read_insights": "Read insights for your Pages and apps.",
-    "read_audience_network_insights": "Read Audience Network insights.",
-    "whatsapp_business_management": "Manage your WhatsApp Business account, phone numbers and templates.",
-    "whatsapp_business_messaging": "Send and receive WhatsApp messages for your business.",
+    "ads_management": gettext_noop("Create and manage ads and campaigns in the ad accounts you choose."),
+    "ads_read": gettext_noop("Read ad performance and settings in the ad accounts you choose."),
+    "attribution_read": gettext_noop("Read attribution data for your ads."),
+    "business_management": gettext_noop("Read and manage your business portfolio's assets and settings."),
+    "catalog_management": gettext_noop("Create and update products in the catalogs you choose."),
+    "email": gettext_noop("See the email address of the person who connects."),
+    "instagram_basic": gettext_noop("Read your Instagram account's profile and media."),
+    "instagram_content_publish": gettext_noop("Publish posts to your Instagram account."),
+    "instagram_manage_comments": gettext_noop("Read, reply to and moderate comments on your Instagram posts."),
+    "instagram_manage_insights": gettext_noop("Read insights for your Instagram account."),
+    "instagram_manage_messages": gettext_noop("Read and send Instagram direct messages."),
+    "instagram_shopping_tag_products": gettext_noop("Tag products from your catalog in Instagram posts."),
+    "leads_retrieval": gettext_noop("Download leads collected by your lead ads."),
+    "manage_fundraisers": gettext_noop("Create and manage fundraisers."),
+    "pages_manage_cta": gettext_noop("Manage the call-to-action buttons on your Pages."),
+    "page_events": gettext_noop("Send events from your Pages to Meta for measurement."),
+    "pages_manage_ads": gettext_noop("Manage ads linked to your Pages."),
+    "pages_manage_engagement": gettext_noop("Manage comments and reactions on your Pages."),
+    "pages_manage_instant_articles": gettext_noop("Manage Instant Articles for your Pages."),
+    "pages_manage_metadata": gettext_noop("Manage Page settings and subscribe to Page webhooks."),
+    "pages_manage_posts": gettext_noop("Create, edit and delete posts on your Pages."),
+    "pages_messaging": gettext_noop("Send and receive Messenger messages for your Pages."),
+    "pages_read_engagement": gettext_noop("Read posts, followers and engagement on your Pages."),
+    "pages_read_user_content": gettext_noop("Read content people post on your Pages."),
+    "pages_show_list": gettext_noop("See the list of Pages you manage."),
+    "private_computation_access": gettext_noop("Use Meta's private computation products with your data."),
+    "public_profile": gettext_noop("See the name and profile picture of the person who connects."),
+    "publish_to_groups": gettext_noop("Post to groups on your behalf."),
+    "publish_video": gettext_noop("Publish live and recorded videos to your Pages."),
+    "read_insights": gettext_noop("Read insights for your Pages and apps."),
+    "read_audience_network_insights": gettext_noop("Read Audience Network insights."),
+    "whatsapp_business_management": gettext_noop("Manage your WhatsApp Business account, phone numbers and templates."),
+    "whatsapp_business_messaging": gettext_noop("Send and receive WhatsApp messages for your business."),
 }
 
 # Asset types a configuration may ask the person to select, as Meta names them.
 ASSET_TYPES: dict[str, str] = {
-    "page": "Facebook Pages",
-    "ad_account": "Ad accounts",
-    "business": "Business portfolios",
-    "whatsapp_business_account": "WhatsApp Business accounts",
-    "instagram_account": "Instagram accounts",
-    "catalog": "Catalogs",
-    "pixel": "Pixels and datasets",
+    "page": gettext_noop("Facebook Pages"),
+    "ad_account": gettext_noop("Ad accounts"),
+    "business": gettext_noop("Business portfolios"),
+    "whatsapp_business_account": gettext_noop("WhatsApp Business accounts"),
+    "instagram_account": gettext_noop("Instagram accounts"),
+    "catalog": gettext_noop("Catalogs"),
+    "pixel": gettext_noop("Pixels and datasets"),
 }
 
 

@@ -100,6 +100,8 @@ def french(tmp_path):
             "Skip to content": "Aller au contenu",
             "Connect %(client)s to %(portal)s": "Connecter %(client)s à %(portal)s",
             "This link isn't valid": "Ce lien n'est pas valide",
+            "See the list of Pages you manage.": "Voir la liste des Pages que vous gérez.",
+            "Facebook Pages": "Pages Facebook",
         },
     )
     with override_settings(LOCALE_PATHS=[tmp_path], LANGUAGES=[("en", "English"), ("fr", "Français")]):
@@ -117,6 +119,9 @@ def test_pages_are_translated_when_a_catalogue_exists_and_english_is_the_default
 
     page = client.get(f"/invite/{key}/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Continuer avec Facebook" in page and "Aller au contenu" in page and 'lang="fr"' in page
+    # Meta's permission sentences and asset-type names (graph.permissions) are translated too.
+    assert "Voir la liste des Pages que vous gérez." in page and "Pages Facebook" in page
+    assert "See the list of Pages you manage." in english and "Facebook Pages" in english
     assert "Ce lien n'est pas valide" in client.get("/invite/x.y/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
 
 

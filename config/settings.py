@@ -217,6 +217,9 @@ CONTENT_SECURITY_POLICY = {
 # Email
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
+# Seconds an SMTP connection may block: a hung mail server fails the message instead of the
+# worker (and stays well inside REMINDER_LEASE_SECONDS). EMAIL_URL's ?timeout= wins.
+EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT") or env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Portal <portal@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="support@localhost")
@@ -360,12 +363,22 @@ REMINDER_STAGES_DAYS = env.list("REMINDER_STAGES_DAYS", cast=int, default=[14, 7
 # every client about tokens that died years ago.
 REMINDER_ENDED_WINDOW_DAYS = env.int("REMINDER_ENDED_WINDOW_DAYS", default=7)
 REMINDER_BATCH_SIZE = env.int("REMINDER_BATCH_SIZE", default=100)  # messages per mail connection
+# Refusals by the mail server (5xx) counted per reminder before it is given up; connection
+# failures and deferrals (4xx) never count: those reminders are tried until their stage passes.
 REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=5)
 REMINDER_RETRY_BASE_SECONDS = env.int("REMINDER_RETRY_BASE_SECONDS", default=300)
 REMINDER_RETRY_CAP_SECONDS = env.int("REMINDER_RETRY_CAP_SECONDS", default=6 * 3600)
-# A claimed batch not finished after this long belongs to a dead worker; must exceed
-# CELERY_TASK_TIME_LIMIT so a live worker never loses its claim.
-REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=900)
+# The mail server unreachable: every sender waits as a whole, from this doubling up to the cap (D66).
+REMINDER_OUTAGE_RETRY_BASE_SECONDS = env.int("REMINDER_OUTAGE_RETRY_BASE_SECONDS", default=30)
+REMINDER_OUTAGE_RETRY_CAP_SECONDS = env.int("REMINDER_OUTAGE_RETRY_CAP_SECONDS", default=600)
+# A sender renews its claim at every message; a claim not renewed for this long belongs to a
+# dead worker (decisions.md D65). Must exceed the mail socket timeout (EMAIL_TIMEOUT) with room.
+REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=60)
+# Batches sent at once when many reminders are due (one Celery task each, D68).
+REMINDER_SENDERS = env.int("REMINDER_SENDERS", default=4)
+# Staff hear about reminders given up (not delivered in time, refused) and nobody to tell at
+# most this often, each email with the count since the last one (D67).
+REMINDER_ALERT_INTERVAL_SECONDS = env.int("REMINDER_ALERT_INTERVAL_SECONDS", default=3600)
 # Beat starts a health sweep this often; readiness reports beat down after three missed runs.
 SWEEP_BEAT_SECONDS = env.float("SWEEP_BEAT_SECONDS", default=300.0)
 SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Celery task
@@ -387,7 +400,7 @@ CELERY_BEAT_SCHEDULE.update(
             "options": {"expires": max(SWEEP_BEAT_SECONDS - 60, SWEEP_BEAT_SECONDS / 2)},
         },
         "tokens-plan-reminders": {"task": "tokens.plan_reminders", "schedule": 900.0, "options": {"expires": 600}},
-        "tokens-send-reminders": {"task": "tokens.send_reminders", "schedule": 60.0, "options": {"expires": 50}},
+        "tokens-send-reminders": {"task": "tokens.dispatch_reminders", "schedule": 60.0, "options": {"expires": 50}},
     }
 )
 
@@ -423,6 +436,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "verification.check_upkeep",
             "schedule": 3600.0,
             "options": {"expires": 3000},
+        },
+        "verification-reminder-alerts": {
+            "task": "verification.check_reminder_alerts",
+            "schedule": 300.0,
+            "options": {"expires": 240},
         },
         "verification-flush-ledger": {
             "task": "verification.flush_ledger",

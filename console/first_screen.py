@@ -136,6 +136,8 @@ def reminder_figures(now: datetime) -> list[Figure]:
         sent=Count("pk", filter=Q(status=Reminder.Status.SENT, sent_at__gte=since)),
         failed=Count("pk", filter=Q(status=Reminder.Status.FAILED)),
         pending=Count("pk", filter=Q(status__in=(Reminder.Status.PENDING, Reminder.Status.SENDING))),
+        late=Count("pk", filter=Q(status=Reminder.Status.UNDELIVERED)),
+        nobody=Count("pk", filter=Q(status=Reminder.Status.NOBODY)),
     )
     return [
         Figure(f"sent in {FUNNEL_DAYS} days", counts["sent"],
@@ -143,6 +145,11 @@ def reminder_figures(now: datetime) -> list[Figure]:
         Figure("failed (gave up)", counts["failed"], _changelist("tokens_reminder", status__exact="failed"), "bad"),
         Figure("waiting to be sent", counts["pending"], _changelist("tokens_reminder", status__exact="pending"),
                "warn"),
+        # Staff are emailed about these too (verification.alerts.check_reminder_alerts, D67).
+        Figure("not delivered in time", counts["late"], _changelist("tokens_reminder", status__exact="undelivered"),
+               "bad"),
+        Figure("access ending, nobody to tell", counts["nobody"],
+               _changelist("tokens_reminder", status__exact="nobody"), "bad"),
     ]
 
 

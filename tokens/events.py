@@ -7,7 +7,7 @@ from typing import Any
 from .models import TokenEvent
 
 
-def record_event(
+def build_event(
     kind: str,
     *,
     client=None,
@@ -22,7 +22,7 @@ def record_event(
         client = token.client
     if actor_user is not None and actor == "system":
         actor = f"staff:{actor_user.get_username()}"
-    return TokenEvent.objects.create(
+    return TokenEvent(
         kind=kind,
         client=client,
         token=token,
@@ -32,3 +32,10 @@ def record_event(
         message=message[:500],
         data=data or {},
     )
+
+
+def record_event(kind: str, **fields) -> TokenEvent:
+    """Build and save one event (``build_event``'s arguments); bulk writers build them and ``bulk_create``."""
+    event = build_event(kind, **fields)
+    event.save()
+    return event

@@ -251,6 +251,12 @@ class Reminder(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed (gave up)"
         CANCELLED = "cancelled", "Cancelled (no longer needed)"
+        # Its stage passed (or an "ended" notice aged out) before it could be delivered: the mail
+        # server was unreachable or kept deferring it. Staff are alerted (decisions.md D66).
+        UNDELIVERED = "undelivered", "Not delivered in time"
+        # The subject reached a stage but there is no one to write to (no grantor who receives
+        # reminders, no notification address): one row per stage, recipient "" (D67).
+        NOBODY = "nobody", "Nobody to tell"
 
     client = models.ForeignKey(CLIENT_MODEL, on_delete=models.CASCADE, related_name="reminders")
     token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.CASCADE, related_name="reminders")
@@ -264,7 +270,7 @@ class Reminder(models.Model):
     )
     ends_at = models.DateTimeField(null=True, blank=True, help_text="When access ends, as known when planned.")
     due_at = models.DateTimeField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -274,6 +280,9 @@ class Reminder(models.Model):
     )
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    given_up_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it became failed, not delivered in time, or nobody to tell."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -374,3 +383,22 @@ class SweepRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class MailOutage(models.Model):
+    """The reminder senders' one view of the mail server (a single row, pk=1; decisions.md D66).
+
+    A connection failure stops the batch and closes the gate until ``retry_at``; the gate backs
+    off as a whole (not per reminder), and one sender at a time probes when it opens again.
+    """
+
+    failures = models.PositiveIntegerField(default=0, help_text="Connection failures in a row.")
+    since = models.DateTimeField(null=True, blank=True, help_text="First failure of this outage.")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="No sender tries before this.")
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "mail server outage"
+
+    def __str__(self) -> str:
+        return f"mail server: {self.failures} failure(s) since {self.since}" if self.failures else "mail server up"

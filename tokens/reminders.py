@@ -28,11 +28,12 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, DateTimeField, F, PositiveIntegerField, Q, Value, When
 from django.utils import timezone
 
-from .events import record_event
-from .models import AccessToken, AssetGrant, Reminder, TokenEvent
+from . import outage
+from .events import build_event, record_event
+from .models import AccessToken, AssetGrant, MailOutage, Reminder, TokenEvent
 from .signals import StageDue, reminder_stages_due
 
 logger = logging.getLogger(__name__)
@@ -221,32 +222,42 @@ def due_stages(subjects: Iterable[Subject], now: datetime) -> list[tuple[Subject
     return due
 
 
-def _wanted_rows(stages: list[tuple[Subject, str, datetime]]) -> list[Reminder]:
+def _wanted_rows(stages: list[tuple[Subject, str, datetime]], now: datetime) -> list[Reminder]:
     rows = []
     for subject, name, due_at in stages:
-        for email, contact_id in recipients(subject.token):
+        common = {
+            "client_id": subject.token.client_id,
+            "token_id": subject.token.pk,
+            "grant_id": subject.grant.pk if subject.grant else None,
+            "subject_key": subject.key,
+            "reason": subject.reason,
+            "stage": name,
+            "ends_at": subject.ends_at,
+            "due_at": due_at,
+        }
+        people = recipients(subject.token)
+        if not people:
+            # Nobody to write to: one row per stage says so, for staff (an alert, the first screen; D67).
             rows.append(
                 Reminder(
-                    client_id=subject.token.client_id,
-                    token_id=subject.token.pk,
-                    grant_id=subject.grant.pk if subject.grant else None,
-                    subject_key=subject.key,
-                    reason=subject.reason,
-                    stage=name,
-                    recipient_email=email,
-                    recipient_contact_id=contact_id,
-                    ends_at=subject.ends_at,
-                    due_at=due_at,
-                    next_attempt_at=due_at,
+                    **common,
+                    recipient_email="",
+                    status=Reminder.Status.NOBODY,
+                    given_up_at=now,
+                    last_error="No grantor who receives reminders and no notification address.",
                 )
             )
+        rows += [
+            Reminder(**common, recipient_email=email, recipient_contact_id=contact_id, next_attempt_at=due_at)
+            for email, contact_id in people
+        ]
     return rows
 
 
 def _plan(subjects: Iterable[Subject], now: datetime, result: PlanResult, *, announce: bool = True) -> None:
     """One page of subjects: its reminder rows, and the signal that says which stages are due, together."""
     stages = due_stages(subjects, now)
-    rows = _wanted_rows(stages)
+    rows = _wanted_rows(stages, now)
     with transaction.atomic():
         result.planned += len(rows)
         result.reactivated += _store(rows)
@@ -318,7 +329,7 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
     for page in _pages(_with_subjects(pending)):
         stale = stale_reminders(page, now)
         if stale:
-            result.cancelled += _cancel(stale)
+            result.cancelled += _cancel(stale, now)
     return result
 
 
@@ -332,7 +343,15 @@ def _with_subjects(queryset):
     ).defer("token__value", "grant__token__value")  # never needed: a token is never put in an email
 
 
-def stale_reminders(reminders: list[Reminder], now: datetime) -> dict[int, str]:
+@dataclass(frozen=True)
+class Stale:
+    """Why a reminder must not be sent any more; ``late`` when its moment passed before it went out."""
+
+    why: str
+    late: bool = False
+
+
+def stale_reminders(reminders: list[Reminder], now: datetime) -> dict[int, Stale]:
     """{reminder id: why} for reminders that must not be sent any more. Two queries at most."""
     grants = [reminder.grant for reminder in reminders if reminder.grant_id]
     covered = covered_grant_ids(grants)
@@ -350,32 +369,48 @@ def stale_reminders(reminders: list[Reminder], now: datetime) -> dict[int, str]:
     return stale
 
 
-def _why_stale(reminder: Reminder, subject: Subject | None, now: datetime) -> str:
+def _why_stale(reminder: Reminder, subject: Subject | None, now: datetime) -> Stale | None:
     if subject is None or subject.reason != reminder.reason:
         if reminder.grant_id:
-            return "Access to this asset no longer ends (reconnected, covered by a newer token, or removed)."
+            return Stale("Access to this asset no longer ends (reconnected, covered by a newer token, or removed).")
         if reminder.reason == Reminder.Reason.PERMISSION_REMOVED:
-            return "The permission was granted again, or the token was reconnected, replaced or revoked."
-        return "The token was reconnected, replaced or revoked."
+            return Stale("The permission was granted again, or the token was reconnected, replaced or revoked.")
+        return Stale("The token was reconnected, replaced or revoked.")
+    window = timedelta(days=settings.REMINDER_ENDED_WINDOW_DAYS)
+    if reminder.stage == STAGE_ENDED and now > reminder.due_at + window:
+        # The notice that access ended is worth sending for as long as an "ended" one is planned.
+        return Stale(f"Not delivered within {settings.REMINDER_ENDED_WINDOW_DAYS} days of the end.", late=True)
     if subject.reason in HAPPENED:
-        return ""
+        return None
     stage = current_stage(subject.ends_at, now)
     if stage is None:
-        return "The end date moved further away."
+        return Stale("The end date moved further away.")
     if stage[0] != reminder.stage:
-        return f"Superseded by the “{stage[0]}” stage (the end date is {subject.ends_at:%Y-%m-%d %H:%M} UTC)."
-    return ""
+        why = f"Superseded by the “{stage[0]}” stage (the end date is {subject.ends_at:%Y-%m-%d %H:%M} UTC)."
+        # Late when, by the end it was planned for, its own stage is over: it was due and never went
+        # out (the mail server was down, or kept deferring it). An end that moved closer is not late.
+        own = current_stage(reminder.ends_at, now) if reminder.ends_at else stage
+        late = own is None or own[0] != reminder.stage
+        return Stale(f"Not delivered in time. {why}" if late else why, late=late)
+    return None
 
 
-def _cancel(stale: dict[int, str]) -> int:
-    by_reason: dict[str, list[int]] = defaultdict(list)
+def _cancel(stale: dict[int, Stale], now: datetime | None = None) -> int:
+    """Cancel stale rows; those whose moment passed undelivered become "not delivered in time" (D66)."""
+    now = now or timezone.now()
+    by_outcome: dict[Stale, list[int]] = defaultdict(list)
     for pk, why in stale.items():
-        by_reason[why].append(pk)
+        by_outcome[why].append(pk)
     cancelled = 0
-    for why, pks in by_reason.items():
+    for why, pks in by_outcome.items():
+        outcome = (
+            {"status": Reminder.Status.UNDELIVERED, "given_up_at": now}
+            if why.late
+            else {"status": Reminder.Status.CANCELLED}
+        )
         cancelled += Reminder.objects.filter(
             pk__in=pks, status__in=(Reminder.Status.PENDING, Reminder.Status.SENDING)
-        ).update(status=Reminder.Status.CANCELLED, last_error=why, claimed_by="", send_started_at=None)
+        ).update(last_error=why.why, claimed_by="", send_started_at=None, **outcome)
     return cancelled
 
 
@@ -392,7 +427,11 @@ class SendResult:
     cancelled: int = 0
     released: int = 0
     messages: int = 0  # emails: reminders for several assets of one token travel together
+    outage: bool = False  # the mail server could not be used: the gate was closed, or closed now
     sent_ids: list[int] = field(default_factory=list)
+
+
+IN_DOUBT = "The worker stopped while sending; it may or may not have been delivered. Retrying."
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -401,30 +440,47 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(seconds, settings.REMINDER_RETRY_CAP_SECONDS))
 
 
-def release_expired_leases(now: datetime | None = None) -> int:
-    """Give back reminders claimed by a worker that died (its lease ran out).
+def claim_name(worker: str = "", task_id: str = "") -> str:
+    """``<worker node>:<pid>:<task id>``: a restarted node, a redelivered task and a pid find their claims."""
+    return f"{worker or socket.gethostname()}:{os.getpid()}:{task_id or uuid.uuid4().hex[:12]}"
+
+
+def _release(claims, now: datetime) -> int:
+    """Give back rows of a sender known or presumed dead (decisions.md D9, D65).
 
     Never handed to the mail server (no ``send_started_at``): back to pending, no attempt
-    spent. Handed over but the outcome never recorded: the mail server may or may not
-    have accepted it. We retry (at-least-once at that one instant, decisions.md D-reminder):
-    a duplicate warning costs less than a missed one, and the stable Message-ID lets mail
-    clients fold a duplicate away.
+    spent. Handed over but the outcome never recorded: the mail server may or may not have
+    accepted it. Retried at once (at-least-once at that one instant): a duplicate warning
+    costs less than a missed one, and the stable Message-ID lets mail clients fold it away.
     """
-    now = now or timezone.now()
-    expired = Reminder.objects.filter(
-        status=Reminder.Status.SENDING, claimed_at__lt=now - timedelta(seconds=settings.REMINDER_LEASE_SECONDS)
-    )
-    released = expired.filter(send_started_at__isnull=True).update(
+    claims = claims.filter(status=Reminder.Status.SENDING)
+    released = claims.filter(send_started_at__isnull=True).update(
         status=Reminder.Status.PENDING, claimed_by="", claimed_at=None
     )
-    in_doubt = list(
-        expired.filter(send_started_at__isnull=False).select_related("client", "token").defer("token__value")
+    released += claims.filter(send_started_at__isnull=False).update(
+        status=Reminder.Status.PENDING, claimed_by="", claimed_at=None, next_attempt_at=now, last_error=IN_DOUBT
     )
-    for reminder in in_doubt:
-        error = "The worker stopped while sending; it may or may not have been delivered. Retrying."
-        # Retried at once: the worker died, not the mail server, and the lease already cost time.
-        released += bool(_record_failure(reminder, reminder.claimed_by, error, now, retry_at=now))
     return released
+
+
+def release_expired_leases(now: datetime | None = None) -> int:
+    """Claims not renewed for REMINDER_LEASE_SECONDS: a live sender renews its claim at every message."""
+    now = now or timezone.now()
+    expired = now - timedelta(seconds=settings.REMINDER_LEASE_SECONDS)
+    return _release(Reminder.objects.filter(claimed_at__lt=expired), now)
+
+
+def release_task_claims(task_id: str, now: datetime | None = None) -> int:
+    """A task delivered again (its worker process was lost): what its earlier delivery held, at once."""
+    if not task_id:
+        return 0
+    return _release(Reminder.objects.filter(claimed_by__endswith=f":{task_id}"), now or timezone.now())
+
+
+def release_node_claims(node: str, before: datetime, now: datetime | None = None) -> int:
+    """A worker node starting: what the same node held before it started belongs to its dead predecessor."""
+    claims = Reminder.objects.filter(claimed_by__startswith=f"{node}:", claimed_at__lt=before)
+    return _release(claims, now or timezone.now())
 
 
 def claim_due_reminders(claim_id: str, now: datetime, limit: int) -> list[int]:
@@ -448,17 +504,17 @@ def claim_due_reminders(claim_id: str, now: datetime, limit: int) -> list[int]:
     )
 
 
-def _record_failure(
-    reminder: Reminder, claim_id: str, error: str, now: datetime, *, retry_at: datetime | None = None
-) -> str:
-    """After an attempt failed: retry later, or give up after the last try and tell staff.
+def _record_failure(reminder: Reminder, claim_id: str, error: str, now: datetime, *, counted: bool) -> str:
+    """One message failed on its own (the server is up): retry it later, or give it up.
 
-    Returns the new status, or "" when the claim was no longer ours.
+    Only a refusal (5xx) or an error on our side counts towards REMINDER_MAX_ATTEMPTS; a deferral
+    (4xx) is retried with the same backoff until its stage passes. Returns the new status, or ""
+    when the claim was no longer ours.
     """
     mine = Reminder.objects.filter(pk=reminder.pk, claimed_by=claim_id, status=Reminder.Status.SENDING)
     attempts = Reminder.objects.filter(pk=reminder.pk).values_list("attempts", flat=True).first() or 0
-    if attempts >= settings.REMINDER_MAX_ATTEMPTS:
-        changed = mine.update(status=Reminder.Status.FAILED, last_error=error[:1000], claimed_by="")
+    if counted and attempts >= settings.REMINDER_MAX_ATTEMPTS:
+        changed = mine.update(status=Reminder.Status.FAILED, last_error=error[:1000], claimed_by="", given_up_at=now)
         if changed:
             record_event(
                 TokenEvent.Kind.REMINDER_FAILED,
@@ -473,19 +529,43 @@ def _record_failure(
         status=Reminder.Status.PENDING,
         last_error=error[:1000],
         claimed_by="",
-        next_attempt_at=retry_at or now + retry_delay(attempts),
+        next_attempt_at=now + retry_delay(attempts),
     )
     return Reminder.Status.PENDING if changed else ""
 
 
-def send_due_reminders(*, now: datetime | None = None, limit: int | None = None, worker: str = "") -> SendResult:
+def _stop_batch(claim_id: str, error: BaseException, result: SendResult) -> None:
+    """The mail server can't be used: hand the rest of the batch back untried and close the gate.
+
+    The message that hit the failure gets its attempt back: nothing reached a mailbox (or, if the
+    connection dropped after the server took it, it is in doubt and retried: at-least-once).
+    Nothing else of the batch is tried against a dead server.
+    """
+    now = timezone.now()
+    text = f"Mail server unreachable ({type(error).__name__}: {error}); the whole batch waits for it."[:1000]
+    ours = Reminder.objects.filter(claimed_by=claim_id, status=Reminder.Status.SENDING)
+    ours.filter(send_started_at__isnull=False).update(attempts=F("attempts") - 1)
+    result.released += ours.update(
+        status=Reminder.Status.PENDING, claimed_by="", claimed_at=None, send_started_at=None, last_error=text
+    )
+    result.outage = True
+    outage.record_outage(now, f"{type(error).__name__}: {error}")
+    logger.warning("Mail server unreachable (%s): reminder batch stopped", type(error).__name__)
+
+
+def send_due_reminders(
+    *, now: datetime | None = None, limit: int | None = None, worker: str = "", task_id: str = ""
+) -> SendResult:
     """Claim one batch of due reminders and send it over one mail connection."""
     from .emails import send_reminder_email
 
     now = now or timezone.now()
     limit = limit or settings.REMINDER_BATCH_SIZE
-    result = SendResult(released=release_expired_leases(now))
-    claim_id = f"{worker or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    result = SendResult(released=release_expired_leases(now) + release_task_claims(task_id, now))
+    if not outage.may_send(now):
+        result.outage = True
+        return result
+    claim_id = claim_name(worker, task_id)
     ids = claim_due_reminders(claim_id, now, limit)
     result.claimed = len(ids)
     if not ids:
@@ -495,14 +575,19 @@ def send_due_reminders(*, now: datetime | None = None, limit: int | None = None,
         _with_subjects(Reminder.objects.filter(pk__in=ids)).prefetch_related("token__grants__asset").order_by("pk")
     )
     stale = stale_reminders(reminders, now)
-    result.cancelled = _cancel(stale)
-    mail = get_connection()
-    _open(mail)
+    result.cancelled = _cancel(stale, now)
+    batch = Batch(claim_id, get_connection(), send_reminder_email, result, held=len(reminders) - len(stale))
+    try:
+        batch.connection.open()
+    except Exception as exc:
+        _stop_batch(claim_id, exc, result)
+        return result
     try:
         for group in group_reminders([r for r in reminders if r.pk not in stale]):
-            _send_group(group, claim_id, mail, send_reminder_email, result)
+            if not batch.send(group):
+                break
     finally:
-        mail.close()
+        batch.close()
     return result
 
 
@@ -515,55 +600,122 @@ def group_reminders(reminders: list[Reminder]) -> list[list[Reminder]]:
     return list(groups.values())
 
 
-def _send_group(group: list[Reminder], claim_id: str, mail, send_email, result: SendResult) -> None:
-    pks = [reminder.pk for reminder in group]
-    # Recorded before sending: if this process dies now, the lease recovery knows these
-    # are the rows whose delivery is in doubt (one message).
-    ours = Reminder.objects.filter(pk__in=pks, claimed_by=claim_id, status=Reminder.Status.SENDING)
-    started = ours.update(send_started_at=timezone.now(), attempts=F("attempts") + 1)
-    if started != len(pks):  # part of our claim was taken over: send only what is still ours
-        still = set(ours.values_list("pk", flat=True))
-        group = [reminder for reminder in group if reminder.pk in still]
-        pks = [reminder.pk for reminder in group]
-        if not group:
-            return
-    try:
-        send_email(group, connection=mail)
-    except Exception as exc:
-        logger.warning("Reminder(s) %s failed: %s", pks, type(exc).__name__)
-        mail.close()  # a broken SMTP session must not fail the rest of the batch
-        _open(mail)
-        for reminder in group:
-            outcome = _record_failure(reminder, claim_id, f"{type(exc).__name__}: {exc}", timezone.now())
-            result.failed += outcome == Reminder.Status.FAILED
-            result.retried += outcome == Reminder.Status.PENDING
-        return
-    with transaction.atomic():  # one commit for the outcome and its audit entries
-        Reminder.objects.filter(pk__in=pks, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
-            status=Reminder.Status.SENT,
-            sent_at=timezone.now(),
-            last_error="",  # claimed_by kept: who sent it
+def _sent_event(reminder: Reminder, email: list[int]) -> TokenEvent:
+    return build_event(
+        TokenEvent.Kind.REMINDER_SENT,
+        client=reminder.client,
+        token=reminder.token,
+        asset=reminder.grant.asset if reminder.grant_id else None,
+        message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
+        data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage, "email": email},
+    )
+
+
+@dataclass
+class Batch:
+    """One sender's claimed batch on one mail connection."""
+
+    claim_id: str
+    connection: object
+    send_email: object
+    result: SendResult
+    held: int  # rows of the claim still ours and not yet settled
+
+    def _mark_started(self, pks: list[int]) -> list[int]:
+        """Mark these rows as handed over and renew the whole claim, in one statement (D65)."""
+        now = timezone.now()
+        ours = Reminder.objects.filter(claimed_by=self.claim_id, status=Reminder.Status.SENDING)
+        held = ours.update(
+            claimed_at=now,
+            send_started_at=Case(
+                When(pk__in=pks, then=Value(now)), default=F("send_started_at"), output_field=DateTimeField()
+            ),
+            attempts=Case(
+                When(pk__in=pks, then=F("attempts") + 1), default=F("attempts"), output_field=PositiveIntegerField()
+            ),
         )
-        for reminder in group:
-            record_event(
-                TokenEvent.Kind.REMINDER_SENT,
-                client=reminder.client,
-                token=reminder.token,
-                asset=reminder.grant.asset if reminder.grant_id else None,
-                message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
-                data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage, "email": pks},
+        if held == self.held:
+            return pks
+        # Part of the claim was taken over (a lease ran out under us): send only what is still ours.
+        self.held = held
+        return list(ours.filter(pk__in=pks).values_list("pk", flat=True))
+
+    def send(self, group: list[Reminder]) -> bool:
+        """Send one email; False when the mail server can't be used (the batch stops there)."""
+        still = set(self._mark_started([reminder.pk for reminder in group]))
+        group = [reminder for reminder in group if reminder.pk in still]
+        if not group:
+            return True
+        pks = [reminder.pk for reminder in group]
+        self.held -= len(group)
+        try:
+            self.send_email(group, connection=self.connection)
+        except Exception as exc:
+            kind = outage.classify(exc)
+            if kind == outage.OUTAGE:
+                self.held += len(group)
+                _stop_batch(self.claim_id, exc, self.result)
+                return False
+            logger.warning("Reminder(s) %s failed (%s): %s", pks, kind, type(exc).__name__)
+            now = timezone.now()
+            for reminder in group:
+                status = _record_failure(
+                    reminder, self.claim_id, f"{type(exc).__name__}: {exc}", now, counted=kind != outage.DEFERRED
+                )
+                self.result.failed += status == Reminder.Status.FAILED
+                self.result.retried += status == Reminder.Status.PENDING
+            return self._reopen()
+        self._record_sent(group)
+        return True
+
+    def _record_sent(self, group: list[Reminder]) -> None:
+        pks = [reminder.pk for reminder in group]
+        now = timezone.now()
+        with transaction.atomic():  # one commit for the outcome and its audit entries
+            Reminder.objects.filter(pk__in=pks, claimed_by=self.claim_id, status=Reminder.Status.SENDING).update(
+                status=Reminder.Status.SENT, sent_at=now, last_error=""  # claimed_by kept: who sent it
             )
-    result.messages += 1
-    result.sent += len(group)
-    result.sent_ids.extend(pks)
+            TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in group])
+        if not self.result.messages:
+            outage.record_delivery()  # the first delivery of a batch reopens the gate after an outage
+        self.result.messages += 1
+        self.result.sent += len(group)
+        self.result.sent_ids.extend(pks)
+
+    def _reopen(self) -> bool:
+        """A refused message may leave the SMTP session in any state: start a fresh one."""
+        self.close()
+        try:
+            self.connection.open()
+        except Exception as exc:
+            _stop_batch(self.claim_id, exc, self.result)
+            return False
+        return True
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except Exception as exc:  # a server gone away while we said goodbye
+            logger.info("Mail connection closed uncleanly: %s", type(exc).__name__)
 
 
-def _open(mail) -> None:
-    """Open the shared connection; if the server is down, each send fails and is recorded as such."""
-    try:
-        mail.open()
-    except Exception as exc:
-        logger.warning("Mail connection could not be opened: %s", type(exc).__name__)
+def senders_wanted(now: datetime | None = None) -> int:
+    """How many more batches to send at once: one per full batch due, up to REMINDER_SENDERS (D68)."""
+    now = now or timezone.now()
+    row = MailOutage.objects.filter(pk=1, failures__gt=0, retry_at__gt=now).exists()
+    if row:
+        return 0
+    due = due_reminder_count(now)
+    if not due:
+        return 0
+    fresh = now - timedelta(seconds=settings.REMINDER_LEASE_SECONDS)
+    running = (
+        Reminder.objects.filter(status=Reminder.Status.SENDING, claimed_at__gte=fresh)
+        .values("claimed_by")
+        .distinct()
+        .count()
+    )
+    return max(0, min(-(-due // settings.REMINDER_BATCH_SIZE), settings.REMINDER_SENDERS) - running)
 
 
 def due_reminder_count(now: datetime | None = None) -> int:

@@ -7,6 +7,7 @@ nothing when the work is no longer due, so a redelivered or duplicated message i
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import celeryd_after_setup
 from django.conf import settings
 from django.db import transaction
 
@@ -16,16 +17,27 @@ from . import reminders, sweep
 @shared_task(name="tokens.plan_reminders")
 def plan_reminders() -> dict:
     result = reminders.plan_reminders()
-    if reminders.due_reminder_count():
-        transaction.on_commit(send_reminders.delay)
+    transaction.on_commit(dispatch_reminders.delay)
     return {"planned": result.planned, "reactivated": result.reactivated, "cancelled": result.cancelled}
+
+
+@shared_task(name="tokens.dispatch_reminders")
+def dispatch_reminders() -> dict:
+    """Beat, and after planning: one sender per full batch due, up to REMINDER_SENDERS at once (D68)."""
+    wanted = reminders.senders_wanted()
+    for _ in range(wanted):
+        transaction.on_commit(send_reminders.delay)
+    return {"senders": wanted}
 
 
 @shared_task(name="tokens.send_reminders")
 def send_reminders() -> dict:
-    """Send one batch; a full batch re-queues the task, so a backlog drains without long tasks."""
-    result = reminders.send_due_reminders(worker=send_reminders.request.hostname or "")
-    if result.claimed >= settings.REMINDER_BATCH_SIZE:
+    """Send one batch; a full batch queues its successor, so each of the senders drains the backlog."""
+    request = send_reminders.request
+    # The task id is part of the claim: delivered again after its worker process was lost, the
+    # task gives back at once what its first delivery held (decisions.md D65).
+    result = reminders.send_due_reminders(worker=request.hostname or "", task_id=request.id or "")
+    if result.claimed >= settings.REMINDER_BATCH_SIZE and not result.outage:
         transaction.on_commit(send_reminders.delay)
     return {
         "claimed": result.claimed,
@@ -35,7 +47,22 @@ def send_reminders() -> dict:
         "failed": result.failed,
         "cancelled": result.cancelled,
         "released": result.released,
+        "outage": result.outage,
     }
+
+
+@celeryd_after_setup.connect
+def release_claims_of_a_previous_start(sender=None, **kwargs) -> None:
+    """A worker node (re)starting: the reminders the same node held before belong to a dead process."""
+    from django.db import connections
+    from django.utils import timezone
+
+    if not sender:
+        return
+    try:
+        reminders.release_node_claims(str(sender), before=timezone.now())
+    finally:
+        connections.close_all()  # prefork children must not inherit this connection
 
 
 @shared_task(name="tokens.start_health_sweep")

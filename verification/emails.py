@@ -25,3 +25,11 @@ def send_verification_deadline(record, stage: int, days_left: int, recipients: l
 def send_upkeep_at_risk(figures, recipients: list[str]) -> str:
     return _send("upkeep_at_risk", {"figures": figures, "rule": figures.rule, "problems": figures.problems()},
                  recipients)
+
+
+def send_reminders_undelivered(figures: dict, recipients: list[str]) -> str:
+    return _send("staff_reminders_undelivered", figures, recipients)
+
+
+def send_reminders_nobody(figures: dict, recipients: list[str]) -> str:
+    return _send("staff_reminders_nobody", figures, recipients)

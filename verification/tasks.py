@@ -29,3 +29,8 @@ def flush_ledger() -> int:
 @shared_task(name="verification.prune_ledger")
 def prune_ledger() -> int:
     return ledger.prune(timezone.now() - timedelta(days=settings.VERIFICATION_LEDGER_RETENTION_DAYS))
+
+
+@shared_task(name="verification.check_reminder_alerts")
+def check_reminder_alerts() -> dict:
+    return alerts.check_reminder_alerts()

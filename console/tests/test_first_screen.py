@@ -136,3 +136,25 @@ def test_a_token_is_charted_and_listed_on_the_day_it_stops_working_the_earlier_o
     assert (early.tokens, late.tokens) == (1, 0)
     assert "Data first" in admin_client.get(early.tokens_url).content.decode()
     assert "Data first" not in admin_client.get(late.tokens_url).content.decode()
+
+
+def test_reminders_not_delivered_in_time_and_with_nobody_to_tell_are_figures_that_open_their_lists(admin_client):
+    from tokens.models import Reminder
+
+    client = make_client()
+    now = timezone.now()
+    for status, count in (("undelivered", 2), ("nobody", 3), ("sent", 1)):
+        for _ in range(count):
+            Reminder.objects.create(client=client, token=make_token(client), reason="token_expiring", stage="3d",
+                                    recipient_email="" if status == "nobody" else "ops@acme.test", due_at=now,
+                                    status=status, given_up_at=now)
+
+    screen = first_screen.compute(now)
+
+    late = figure(screen.reminders, "not delivered in time")
+    nobody = figure(screen.reminders, "access ending, nobody to tell")
+    assert (late.count, nobody.count) == (2, 3)
+    assert admin_client.get(late.url).content.decode().count('class="action-select"') == 2
+    assert admin_client.get(nobody.url).content.decode().count('class="action-select"') == 3
+    page = admin_client.get("/admin/").content.decode()
+    assert f'href="{nobody.url.replace("&", "&amp;")}"' in page and "nobody to tell" in page

@@ -25,6 +25,18 @@ TONES = {
 TONE_OF = {value: tone for tone, values in TONES.items() for value in values}
 
 
+def show_secret_once(request, admin_site, template: str, context: dict):
+    """The page that shows a new secret once (a webhook signing secret, an API credential's secret).
+
+    It is in this response's HTML only: never in the session or a message cookie, never cached.
+    """
+    from django.template.response import TemplateResponse
+
+    response = TemplateResponse(request, template, {**admin_site.each_context(request), **context})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 class ReadOnlyAdminMixin:
     """A record staff read but never add, change or delete from the admin (audit trails, counters)."""
 

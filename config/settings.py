@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "onboarding",
     "verification",
     "outbound",
+    "ninja",  # django-ninja's templates and static files: the API's docs page without a CDN (D40)
+    "api",
 ]
 
 META_SIMULATOR = env.bool("META_SIMULATOR", default=not PRODUCTION)

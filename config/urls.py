@@ -14,6 +14,7 @@ urlpatterns = [
     # Attempts to log in, per client IP; per-account lockout can sit beside it later (D33).
     path("admin/login/", rate_limit("admin-login", methods=["POST"])(admin.site.login)),
     path("admin/", admin.site.urls),
+    path("api/", include("api.urls")),  # the provider's API: /api/v1/ (JSON everywhere under /api/)
     path("", include("onboarding.urls")),
 ]
 

@@ -13,6 +13,9 @@ ROLES = (VIEWER, OPERATOR, ADMINISTRATOR)
 # The apps whose data staff read. A new app of the portal is added here.
 PORTAL_APPS = ("onboarding", "tokens", "verification", "staffjobs", "outbound", "connections", "api")
 
+# Apps only administrators see at all: a service credential reaches every client's working tokens.
+ADMINISTRATOR_ONLY_APPS = ("api",)
+
 # What an operator may do beyond reading: act on clients and tokens (the admin's actions on
 # a model need its "change" permission), keep contacts, resend reminders, revoke invitations.
 OPERATOR_PERMISSIONS = {
@@ -33,7 +36,8 @@ def role_permissions(permission_model) -> dict[str, set[int]]:
     """Permission ids per role, computed from the permissions that exist now."""
     rows = list(permission_model.objects.values_list("pk", "codename", "content_type__app_label",
                                                      "content_type__model"))
-    viewer = {pk for pk, codename, app, model in rows if app in PORTAL_APPS and codename == f"view_{model}"}
+    viewer = {pk for pk, codename, app, model in rows
+              if app in PORTAL_APPS and app not in ADMINISTRATOR_ONLY_APPS and codename == f"view_{model}"}
     operator = viewer | {
         pk for pk, codename, app, model in rows
         if any(codename == f"{verb}_{model}" for verb in OPERATOR_PERMISSIONS.get((app, model), ()))

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from common.admin import PortalModelAdmin, ReadOnlyAdminMixin
+from common.admin import PortalModelAdmin, ReadOnlyAdminMixin, show_secret_once
 
 from . import delivery, endpoints
 from .models import EVENT_DESCRIPTIONS, Delivery, Event, EventType, WebhookEndpoint
@@ -41,21 +41,14 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 def _secret_page(request, admin_site, endpoint: WebhookEndpoint, secret: str, *, rotated: bool) -> TemplateResponse:
-    response = TemplateResponse(
-        request,
-        "admin/outbound/webhookendpoint/secret.html",
-        {
-            **admin_site.each_context(request),
-            "title": "Signing secret",
-            "endpoint": endpoint,
-            "secret": secret,
-            "rotated": rotated,
-            "opts": WebhookEndpoint._meta,
-            "change_url": reverse("admin:outbound_webhookendpoint_change", args=[endpoint.pk]),
-        },
-    )
-    response["Cache-Control"] = "no-store"
-    return response
+    return show_secret_once(request, admin_site, "admin/outbound/webhookendpoint/secret.html", {
+        "title": "Signing secret",
+        "endpoint": endpoint,
+        "secret": secret,
+        "rotated": rotated,
+        "opts": WebhookEndpoint._meta,
+        "change_url": reverse("admin:outbound_webhookendpoint_change", args=[endpoint.pk]),
+    })
 
 
 @admin.register(WebhookEndpoint)

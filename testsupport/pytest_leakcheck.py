@@ -12,7 +12,7 @@ import pytest
 
 from .leakcheck import LeakRecorder
 
-# Webhook signing secrets generated during the run (outbound.signing.new_secret, wrapped below).
+# Webhook signing secrets and API credential secrets generated during the run (wrapped below).
 _webhook_secrets: set[str] = set()
 
 
@@ -56,16 +56,29 @@ def leak_check_hears_debug(no_secret_leaks):
     no_secret_leaks.hear_debug()
 
 
-@pytest.fixture(autouse=True)
-def leak_check_knows_webhook_secrets(monkeypatch):
-    """Every webhook signing secret a test makes the portal generate is looked for at the end too."""
-    from outbound import signing
-
-    generate = signing.new_secret
+def _remember_generated(monkeypatch, module, name: str) -> None:
+    """Wrap ``module.name()`` (a secret generator) so every secret it makes is looked for at the end."""
+    generate = getattr(module, name)
 
     def remembered() -> str:
         secret = generate()
         _webhook_secrets.add(secret)
         return secret
 
-    monkeypatch.setattr(signing, "new_secret", remembered)
+    monkeypatch.setattr(module, name, remembered)
+
+
+@pytest.fixture(autouse=True)
+def leak_check_knows_webhook_secrets(monkeypatch):
+    """Every webhook signing secret a test makes the portal generate is looked for at the end too."""
+    from outbound import signing
+
+    _remember_generated(monkeypatch, signing, "new_secret")
+
+
+@pytest.fixture(autouse=True)
+def leak_check_knows_api_secrets(monkeypatch):
+    """Every API credential secret the portal generates is looked for at the end too (D41)."""
+    from api import credentials
+
+    _remember_generated(monkeypatch, credentials, "new_secret")

@@ -67,6 +67,10 @@ CONSOLE_PAGES = [
     "/admin/tokens/asset/",
     "/admin/tokens/asset/?kind__exact=page",
     "/admin/onboarding/contact/",
+    "/admin/api/servicecredential/",
+    "/admin/api/apiuse/",
+    "/admin/api/apiuse/?answer=no_token",
+    "/admin/api/apiuse/?q=100200300",
 ]
 
 

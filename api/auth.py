@@ -1,0 +1,115 @@
+"""Who is calling and what it may do: the credential check every endpoint uses (docs/decisions.md D41, D42).
+
+An endpoint names the scope it needs::
+
+    @router.get("/assets/{meta_id}/token", auth=require_scope(Scope.TOKENS_READ), ...)
+    def asset_token(request, meta_id: str):
+        credential = request.auth                  # the ServiceCredential
+        require_client(credential, client_id)      # 404 when it is limited to other clients
+
+Order of the checks (each refusal is JSON and changes nothing but the audit row): the rate
+limit per address (``api.urls``, before anything), the secret (401: missing, wrong, revoked),
+the rate limit per credential (429), the scope (403). Limits to clients and configurations are
+checked by the endpoint once it knows what the request is about, with the helpers below.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ninja.security import HttpBearer
+
+from common.ratelimit import check_rate_limit
+
+from . import credentials
+from .errors import ApiError, Refused
+from .models import Scope, ServiceCredential
+
+UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class ServiceCredentialAuth(HttpBearer):
+    """``Authorization: Bearer <secret>`` of a service credential that has ``scope`` (None: any credential)."""
+
+    openapi_description = "A service credential's secret, from the staff console (shown once when created)."
+
+    def __init__(self, scope: str | None):
+        if scope is not None and scope not in Scope.values:
+            raise ValueError(f"Unknown scope {scope!r}; the scopes are {', '.join(Scope.values)}.")
+        self.scope = scope
+        super().__init__()
+
+    def __call__(self, request) -> ServiceCredential:
+        scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise ApiError(401, "unauthenticated",
+                           "Send the service credential's secret in the header “Authorization: Bearer <secret>”.",
+                           headers=UNAUTHENTICATED)
+        credential = credentials.find_credential(secret)
+        if credential is None:
+            raise ApiError(401, "invalid_credential", "This secret belongs to no service credential.",
+                           headers=UNAUTHENTICATED)
+        if credential.is_revoked():
+            raise ApiError(401, "credential_revoked",
+                           f"The credential “{credential.name}” was revoked; ask staff for a new one.",
+                           headers=UNAUTHENTICATED)
+        request.api_credential = credential  # from here on the request is audited (api.audit)
+        request.api_scope = self.scope
+        refused = check_rate_limit(request, "api", key=f"credential:{credential.pk}")
+        if refused is not None:
+            raise Refused(refused, "rate_limited")
+        if self.scope is not None and not credential.has_scope(self.scope):
+            raise ApiError(403, "insufficient_scope",
+                           f"The credential “{credential.name}” lacks the scope {self.scope}; staff can add it.",
+                           scope=self.scope)
+        return credential
+
+    def authenticate(self, request, token):  # pragma: no cover - __call__ does it all
+        raise NotImplementedError
+
+
+@functools.cache
+def require_scope(scope: str) -> ServiceCredentialAuth:
+    """The ``auth=`` of an endpoint that needs ``scope``; the endpoint reads the credential as ``request.auth``."""
+    return ServiceCredentialAuth(str(scope))
+
+
+@functools.cache
+def require_credential() -> ServiceCredentialAuth:
+    """The ``auth=`` of an endpoint any valid credential may call (whatever its scopes)."""
+    return ServiceCredentialAuth(None)
+
+
+def allowed_client_ids(credential: ServiceCredential) -> frozenset[int] | None:
+    """The clients it is limited to, or None for every client (one query, then kept on the object)."""
+    if not hasattr(credential, "_allowed_client_ids"):
+        ids = frozenset(credential.clients.through.objects.filter(servicecredential_id=credential.pk)
+                        .values_list("clientbusiness_id", flat=True))
+        credential._allowed_client_ids = ids or None
+    return credential._allowed_client_ids
+
+
+def allowed_configuration_ids(credential: ServiceCredential) -> frozenset[int] | None:
+    """The login configurations whose tokens it may use, or None for all of them."""
+    if not hasattr(credential, "_allowed_configuration_ids"):
+        ids = frozenset(credential.configurations.through.objects.filter(servicecredential_id=credential.pk)
+                        .values_list("loginconfiguration_id", flat=True))
+        credential._allowed_configuration_ids = ids or None
+    return credential._allowed_configuration_ids
+
+
+def may_see_client(credential: ServiceCredential, client_id: int | None) -> bool:
+    allowed = allowed_client_ids(credential)
+    return allowed is None or client_id in allowed
+
+
+def not_found(what: str = "asset") -> ApiError:
+    """The refusal for something that does not exist *or* belongs to a client the credential may not see:
+    the same answer, so a limited credential learns nothing about other clients."""
+    return ApiError(404, f"{what}_not_found", f"No {what} with this id is known to this credential.")
+
+
+def require_client(credential: ServiceCredential, client_id: int | None, *, what: str = "client") -> None:
+    if not may_see_client(credential, client_id):
+        raise not_found(what)

@@ -241,6 +241,8 @@ META_DIALOG_URL = env.str(
 ).rstrip("/")
 # "plain": HMAC(app_secret, token); "timestamped": HMAC(app_secret, token|time) + appsecret_time.
 META_APPSECRET_PROOF_MODE = env.str("META_APPSECRET_PROOF_MODE", default="plain")
+# The provider's own business (the app's): Meta requires it to be no client's (D70).
+META_APP_BUSINESS_IDS = env.list("META_APP_BUSINESS_IDS", default=[])
 META_WEBHOOK_VERIFY_TOKEN = env.str("META_WEBHOOK_VERIFY_TOKEN", default=DEMO_WEBHOOK_VERIFY_TOKEN)
 META_HTTP_TIMEOUT = env.float("META_HTTP_TIMEOUT", default=20.0)
 

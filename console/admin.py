@@ -12,7 +12,7 @@ from django.urls import path, reverse
 
 from common.admin import ReadOnlyAdminMixin, relative_when
 from onboarding.admin import ClientBusinessAdmin
-from onboarding.invitations import create_invitation, invitation_url
+from onboarding.invitations import create_invitation, invitation_url, refusal_for
 from onboarding.models import ClientBusiness, Invitation
 from onboarding.staff_jobs import reconnect_configuration
 from staffjobs.admin import show_job
@@ -70,8 +70,18 @@ class ClientPageAdmin(ClientBusinessAdmin):
                         target_ids=ids, user=request.user)
         return show_job(self, request, job)
 
+    def _refused(self, request, client) -> HttpResponseRedirect | None:
+        """A client the portal would refuse gets no link: staff read why instead."""
+        refusal = refusal_for(client)
+        if refusal:
+            self.message_user(request, refusal, messages.ERROR)
+            return self._back(client)
+        return None
+
     def send_reconnect(self, request, pk: int):
         client = self._client_for_action(request, pk)
+        if refused := self._refused(request, client):
+            return refused
         job = start_job("onboarding.send_reconnect_links", title=f"Send {client} a reconnect link",
                         target_ids=[client.pk], user=request.user)
         return show_job(self, request, job)
@@ -79,6 +89,8 @@ class ClientPageAdmin(ClientBusinessAdmin):
     def fresh_link(self, request, pk: int):
         """A new reconnect link, shown once on the page for staff to copy (it is not stored in clear)."""
         client = self._client_for_action(request, pk)
+        if refused := self._refused(request, client):
+            return refused
         configuration = reconnect_configuration(client)
         if configuration is None:
             self.message_user(request, f"{client} has no active configuration to reconnect through.", messages.ERROR)

@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 BATCH_LIMIT = 50  # Meta refuses batches of more than 50 items
 IDS_LIMIT = 50  # ids per ?ids= request, so one failure or one slow answer stays small
 PROOF_MODES = ("plain", "timestamped")
+OWNED_KINDS = frozenset({"page", "ad_account"})  # user-edge assets whose owning business list_assets asks
 
 _VERSION_RE = re.compile(r"^v\d+(\.\d+)?$")
 _MARKETING_SEGMENTS = frozenset(
@@ -594,27 +595,41 @@ class GraphClient:
         refused for a missing permission is skipped: the token was not granted that kind.
         """
         if system_user_id:
-            edges = [(edge.kind, f"{system_user_id}/{edge.name}", edge.fields) for edge in SYSTEM_USER_EDGES]
+            edges = [(edge.kind, f"{system_user_id}/{edge.name}", edge.fields, None) for edge in SYSTEM_USER_EDGES]
         else:
-            edges = [(edge.kind, f"me/{edge.name}", edge.fields) for edge in USER_EDGES]
+            # A person may belong to several businesses: each Page and ad account says which one
+            # owns it (``business``), so the portal can tell which business was connected (D70).
+            edges = [
+                (edge.kind, f"me/{edge.name}", edge.fields,
+                 f"{edge.fields},business" if edge.kind in OWNED_KINDS else None)
+                for edge in USER_EDGES
+            ]
         assets: list[AssetRef] = []
-        for kind, path, fields in edges:
+        for kind, path, fields, with_owner in edges:
             try:
-                for item in self.paginate(token, path, {"fields": fields}):
-                    if not isinstance(item, dict) or not item.get("id"):
-                        continue
-                    meta_id = numeric_id(item.get("account_id") or item["id"])
-                    business = item.get("business") if isinstance(item.get("business"), dict) else {}
-                    assets.append(
-                        AssetRef(
-                            kind=kind,
-                            meta_id=meta_id,
-                            name=str(item.get("name") or ""),
-                            business_id=meta_id if kind == "business" else str_or_none(business.get("id")),
-                        )
-                    )
+                try:
+                    items = list(self.paginate(token, path, {"fields": with_owner or fields}))
+                except PermissionDeniedError:
+                    if not with_owner:
+                        raise
+                    # Meta may refuse the owner for want of business_management: the assets still count.
+                    items = list(self.paginate(token, path, {"fields": fields}))
             except PermissionDeniedError as error:
                 logger.info("Graph %s: edge refused (%s), skipped", kind, error.code)
+                continue
+            for item in items:
+                if not isinstance(item, dict) or not item.get("id"):
+                    continue
+                meta_id = numeric_id(item.get("account_id") or item["id"])
+                business = item.get("business") if isinstance(item.get("business"), dict) else {}
+                assets.append(
+                    AssetRef(
+                        kind=kind,
+                        meta_id=meta_id,
+                        name=str(item.get("name") or ""),
+                        business_id=meta_id if kind == "business" else str_or_none(business.get("id")),
+                    )
+                )
         return assets
 
     def page_tokens(self, token: str) -> list[PageToken]:

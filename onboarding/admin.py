@@ -20,7 +20,7 @@ from staffjobs.admin import show_job
 from staffjobs.jobs import start_job
 from tokens.models import AccessToken
 
-from .invitations import revoke_invitation
+from .invitations import refusal_for, revoke_invitation
 from .models import (
     ClientBusiness,
     Contact,
@@ -134,6 +134,12 @@ class ClientBusinessAdmin(PortalModelAdmin):
     @admin.action(description="Send onboarding invitation…", permissions=["change"])
     def send_onboarding_invitation(self, request, queryset):
         form = SendInvitationForm(request.POST if "apply" in request.POST else None)
+        refused = [refusal_for(client) for client in queryset.filter(status=ClientBusiness.Status.OFFBOARDED)]
+        for refusal in refused:
+            self.message_user(request, refusal, messages.ERROR)
+        queryset = queryset.exclude(status=ClientBusiness.Status.OFFBOARDED)
+        if refused and not queryset.exists():
+            return None
         if "apply" in request.POST and form.is_valid():
             ids = list(queryset.order_by().values_list("pk", flat=True))
             job = start_job(
@@ -251,6 +257,12 @@ class InvitationAdmin(PortalModelAdmin):
 
     def has_add_permission(self, request):
         return False  # invitations are created by the "Send onboarding invitation" action (the key is shown once)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A sent invitation is what its recipient holds: never edited, only revoked and sent again (D74).
+        if obj is not None and obj.sent_at is not None:
+            return [field.name for field in obj._meta.fields]
+        return super().get_readonly_fields(request, obj)
 
     @admin.action(description="Revoke selected invitations", permissions=["change"])
     def revoke(self, request, queryset):

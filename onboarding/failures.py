@@ -106,8 +106,23 @@ FAILURES: dict[str, Failure] = {
     "business_taken": Failure(
         _("This business is already connected under another account"),
         _("The business you chose is linked to another client of ours. Nothing was changed."),
-        _("Please contact our support team so we can sort it out."),
-        can_retry=False,
+        _(
+            "If you look after several businesses, start again and choose the one this invitation is for in "
+            "Facebook's window. Otherwise contact our support team so we can sort it out."
+        ),
+    ),
+    "ambiguous_business": Failure(
+        _("The assets you chose belong to several businesses"),
+        _("We connect one business at a time and couldn't tell which one you meant. Nothing was connected."),
+        _("Start again and select only the assets of the business this invitation is for."),
+    ),
+    "provider_business": Failure(
+        _("This is our own business"),
+        _(
+            "The business you chose is the one that runs this service. Meta requires it to be separate from any "
+            "client's business, so it can't be connected. Nothing was connected."
+        ),
+        _("Start again and choose your own business in Facebook's window."),
     ),
     "internal_error": Failure(
         _("Something went wrong on our side"),

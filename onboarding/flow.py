@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from graph.errors import GraphError
-from graph.permissions import USER_ONLY
+from graph.permissions import ASSET_TYPES, USER_ONLY
 from tokens.install import granted_assets, install_token
 from tokens.models import AccessToken, AssetGrant
 from tokens.page_tokens import derive_quietly
@@ -226,16 +226,114 @@ def _expected_type(configuration: LoginConfiguration) -> str:
     return "SYSTEM_USER" if configuration.token_type == LoginConfiguration.TokenType.SYSTEM_USER else "USER"
 
 
-def _business_id(info, refs, me: dict | None) -> str | None:
+@dataclass
+class BusinessChoice:
+    business_id: str | None = None
+    problem: str = ""  # a failure kind (onboarding.failures) when the grant can't be used
+
+
+def granted_business_ids(info) -> set[str]:
+    """The businesses the person granted ``business_management`` on (granular_scopes target ids)."""
+    return {
+        str(target)
+        for entry in getattr(info, "granular_scopes", None) or []
+        if entry.get("scope") == "business_management"
+        for target in entry.get("target_ids") or []
+    }
+
+
+def provider_business_ids() -> set[str]:
+    """The provider's own business (the app's), which Meta requires be no client's."""
+    return {str(b) for b in getattr(settings, "META_APP_BUSINESS_IDS", []) if str(b)}
+
+
+def choose_business(info, refs, me: dict | None, client: ClientBusiness) -> BusinessChoice:
+    """Which business this grant connects (D70): never the first entry of ``/me/businesses``.
+
+    A system user's token names its business (``client_business_id``). A person's grant is
+    the business that owns the assets they selected (each Page and ad account names its owner),
+    else the one they granted ``business_management`` on; when the owners are several, the one
+    the invitation names (the client's known business) or the one granted wins. The client's
+    known business must be among what the grant reaches.
+    """
     if me and me.get("client_business_id"):
-        return str(me["client_business_id"])
-    for ref in refs:
-        if ref.kind == "business":
-            return str(ref.meta_id)
-    for ref in refs:
-        if getattr(ref, "business_id", None):
-            return str(ref.business_id)
-    return None
+        candidates = {str(me["client_business_id"])}
+    else:
+        owners = {str(ref.business_id) for ref in refs if ref.kind != "business" and ref.business_id}
+        granted = granted_business_ids(info)
+        candidates = owners or granted
+        if not candidates:
+            people_in = {str(ref.meta_id) for ref in refs if ref.kind == "business"}
+            candidates = people_in if len(people_in) == 1 else set()
+        if len(candidates) > 1:
+            for preferred in (
+                {client.meta_business_id} if client.meta_business_id else set(),
+                granted,
+            ):
+                if len(candidates & preferred) == 1:
+                    candidates = candidates & preferred
+                    break
+    if candidates & provider_business_ids():
+        return BusinessChoice(problem="provider_business")
+    if len(candidates) > 1:
+        if client.meta_business_id in candidates:
+            return BusinessChoice(client.meta_business_id)
+        return BusinessChoice(problem="ambiguous_business")
+    business_id = next(iter(candidates), None)
+    if business_id and client.meta_business_id and client.meta_business_id != business_id:
+        return BusinessChoice(problem="different_business")
+    if business_id and ClientBusiness.objects.filter(meta_business_id=business_id).exclude(pk=client.pk).exists():
+        return BusinessChoice(problem="business_taken")
+    return BusinessChoice(business_id)
+
+
+def without_other_clients_assets(granted: list, client: ClientBusiness, business_id: str | None) -> list:
+    """One client's token never gets a grant on another client's business (its assets are theirs)."""
+    if not granted:
+        return granted
+    from tokens.models import Asset
+
+    other_businesses = set(
+        ClientBusiness.objects.exclude(pk=client.pk)
+        .filter(meta_business_id__in={g.business_id for g in granted if g.business_id} - {business_id})
+        .values_list("meta_business_id", flat=True)
+    )
+    theirs = set(
+        Asset.objects.filter(meta_id__in=[g.meta_id for g in granted], client__isnull=False)
+        .exclude(client=client)
+        .values_list("meta_id", flat=True)
+    )
+    kept = [
+        g for g in granted
+        if g.meta_id not in theirs
+        and g.business_id not in other_businesses
+        # The person's other businesses are no part of this grant.
+        and not (g.kind == "business" and business_id and g.meta_id != business_id)
+    ]  # fmt: skip
+    if len(kept) < len(granted):
+        logger.info("Left out %s asset(s) that belong to another client", len(granted) - len(kept))
+    return kept
+
+
+def refuse(attempt: LoginAttempt, kind: str, graph, value: str, info=None, **details) -> LoginAttempt:
+    """Fail an attempt whose token Meta already issued: take the stray grant back at Meta (D71).
+
+    Not when one of our live tokens has the same grantor: at Meta the person's (or the system
+    user's) grant is one, and removing it would end the connection we hold.
+    """
+    attempt = fail(attempt, kind, **details)
+    grantor = str(getattr(info, "user_id", "") or "")
+    if grantor and AccessToken.objects.filter(meta_user_id=grantor, status__in=AccessToken.LIVE_STATUSES).exists():
+        logger.info("Login attempt %s: the grant is shared with a live connection, left at Meta", attempt.pk)
+        return attempt
+    try:
+        graph.revoke_permissions(value)
+    except GraphError as error:
+        logger.warning("Login attempt %s: the stray grant could not be removed at Meta (%s)", attempt.pk, error.code)
+        return attempt
+    attempt.stray_revoked_at = timezone.now()
+    attempt.save(update_fields=["stray_revoked_at"])
+    return attempt
 
 
 @sensitive_variables("params", "code", "value", "checked")
@@ -264,12 +362,13 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
     if not info.is_valid:
         return fail(attempt, "token_invalid", error=info.error)
     if info.type != _expected_type(configuration):
-        return fail(attempt, "wrong_token_type")
+        return refuse(attempt, "wrong_token_type", graph, value, info)
     missing = set(configuration.permissions) - set(info.scopes) - USER_ONLY
     if missing:
-        return fail(
-            attempt, "missing_permissions", params={"error_description": "Missing: " + ", ".join(sorted(missing))}
-        )
+        return refuse(
+            attempt, "missing_permissions", graph, value, info,
+            params={"error_description": "Missing: " + ", ".join(sorted(missing))},
+        )  # fmt: skip
 
     try:
         me = None
@@ -279,23 +378,21 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
             system_user_id = str(me.get("id") or info.user_id or "") or None
         refs = graph.list_assets(value, system_user_id=system_user_id)
     except GraphError as error:
-        return fail(attempt, "asset_listing_failed", error=error)
-    granted = granted_assets(info.granular_scopes, refs)
+        return refuse(attempt, "asset_listing_failed", graph, value, info, error=error)
+    choice = choose_business(info, refs, me, attempt.client)
+    if choice.problem:
+        return refuse(attempt, choice.problem, graph, value, info)
+    granted = without_other_clients_assets(
+        granted_assets(info.granular_scopes, refs), attempt.client, choice.business_id
+    )
     if configuration.asset_types and not granted:
-        return fail(attempt, "no_assets")
-    business_id = _business_id(info, refs, me)
-
-    client = attempt.client
-    if business_id and client.meta_business_id and client.meta_business_id != business_id:
-        return fail(attempt, "different_business")
-    if business_id and ClientBusiness.objects.filter(meta_business_id=business_id).exclude(pk=client.pk).exists():
-        return fail(attempt, "business_taken")
+        return refuse(attempt, "no_assets", graph, value, info)
     try:
-        attempt = _store(attempt, _Checked(value=value, info=info, business_id=business_id, granted=granted))
+        attempt = _store(attempt, _Checked(value=value, info=info, business_id=choice.business_id, granted=granted))
     except IntegrityError:
         # Another client took this business id between our check and the commit.
         attempt.refresh_from_db()
-        return fail(attempt, "business_taken")
+        return refuse(attempt, "business_taken", graph, value, info)
     # After the commit, as every Graph call: a user token's Page tokens (the sweep keeps them
     # checked; a failure here is logged and the person's connection stands without them).
     derive_quietly(attempt.token, graph)
@@ -415,3 +512,42 @@ def assets_to_reselect(invitation: Invitation) -> list:
     if token is None:
         return []
     return [grant.asset for grant in connected_grants(token)]
+
+
+@dataclass
+class PartialConnection:
+    missing_types: list[str]  # asset types the configuration asks for that none of the grants is of
+    missing_assets: list  # assets the previous connection had that this one does not
+
+
+def partial_connection(token: AccessToken, configuration: LoginConfiguration, comparison) -> PartialConnection | None:
+    """A connection that left out a requested asset type or an asset the client had before (D73)."""
+    kinds = set(token.grants.exclude(status__in=[AssetGrant.Status.REMOVED, AssetGrant.Status.REVOKED])
+                .values_list("asset__kind", flat=True))  # fmt: skip
+    missing_types = [ASSET_TYPES.get(kind, kind) for kind in configuration.asset_types if kind not in kinds]
+    missing_assets = list(comparison.missing) if comparison else []
+    if not missing_types and not missing_assets:
+        return None
+    return PartialConnection(missing_types=missing_types, missing_assets=missing_assets)
+
+
+def renewed_at(invitation: Invitation):
+    """When the client reconnected since this reconnect link was made (None: the link still asks).
+
+    Reconnect links are sent to several contacts and by reminders; once one of them is used
+    (or the client reconnected some other way) the others say so instead of asking again.
+    """
+    if invitation.mode != Invitation.Mode.RECONNECT or invitation.completed_at is not None:
+        return None
+    token = (
+        AccessToken.objects.filter(
+            client=invitation.client_id,
+            configuration=invitation.configuration_id,
+            status__in=AccessToken.LIVE_STATUSES,
+            created_at__gt=invitation.created_at,
+        )
+        .exclude(kind__in=AccessToken.DERIVED_KINDS)
+        .order_by("created_at")
+        .first()
+    )
+    return token.created_at if token else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -36,6 +36,20 @@ class InvitationError(Exception):
         super().__init__(kind)
         self.kind = kind
         self.invitation = invitation
+
+
+class InvitationRefused(Exception):
+    """No invitation may be made for this client: the portal would refuse it (D74)."""
+
+
+def refusal_for(client: ClientBusiness) -> str:
+    """Why no invitation can be sent to this client, in words for staff ("" when one can)."""
+    if client.status == ClientBusiness.Status.OFFBOARDED:
+        return (
+            f"{client.name} is offboarded, so the portal would refuse any link sent to it. "
+            "Change its status to invited first if it is coming back."
+        )
+    return ""
 
 
 def _signer() -> signing.Signer:
@@ -72,7 +86,13 @@ def create_invitation(
     mode: str = Invitation.Mode.ONBOARD,
     created_by=None,
 ) -> tuple[Invitation, str]:
-    """A new invitation and the key for its link (the only time the key exists in clear)."""
+    """A new invitation and the key for its link (the only time the key exists in clear).
+
+    Raises ``InvitationRefused`` for a client the portal would refuse (offboarded).
+    """
+    refusal = refusal_for(client)
+    if refusal:
+        raise InvitationRefused(refusal)
     raw = new_key()
     invitation = Invitation.objects.create(
         client=client,
@@ -146,6 +166,7 @@ class InvitationBatch:
     sent: list[Invitation]
     clients_without_contacts: list[ClientBusiness]
     failed: list[tuple[str, str]]  # (email, error class name)
+    refused: list[tuple[ClientBusiness, str]] = field(default_factory=list)  # (client, why, for staff)
 
 
 def send_invitations(clients, configuration: LoginConfiguration, *, created_by=None) -> InvitationBatch:
@@ -156,6 +177,10 @@ def send_invitations(clients, configuration: LoginConfiguration, *, created_by=N
     connection = get_connection()
     with connection:
         for client in clients:
+            refusal = refusal_for(client)
+            if refusal:
+                batch.refused.append((client, refusal))
+                continue
             contacts = list(client.contacts.all())
             if not contacts:
                 batch.clients_without_contacts.append(client)

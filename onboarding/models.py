@@ -253,6 +253,9 @@ class LoginAttempt(models.Model):
     token = models.ForeignKey(
         "tokens.AccessToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="login_attempts"
     )
+    stray_revoked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the access Meta had issued for a refused attempt was removed there."
+    )
 
     class Meta:
         ordering = ["-created_at"]

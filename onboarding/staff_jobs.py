@@ -8,7 +8,7 @@ from staffjobs.jobs import ERROR, SUCCESS, WARNING, JobContext
 from staffjobs.registry import staff_job
 from tokens.models import AccessToken
 
-from .invitations import create_invitation, send_invitation_email, send_invitations
+from .invitations import create_invitation, refusal_for, send_invitation_email, send_invitations
 from .models import ClientBusiness, Invitation, LoginConfiguration
 
 
@@ -23,6 +23,8 @@ def send_onboarding_invitations(job: JobContext, client_ids: list[int], *, confi
         batch = send_invitations([client], configuration, created_by=job.user)
         if batch.sent:
             job.note(SUCCESS, f"{client}: {len(batch.sent)} invitation(s) sent.")
+        for _, refusal in batch.refused:
+            job.note(ERROR, refusal)
         if batch.clients_without_contacts:
             job.note(WARNING, f"{client}: no contact to invite. Add a contact first.")
         for email, error in batch.failed:
@@ -49,6 +51,11 @@ def send_reconnect_links(job: JobContext, client_ids: list[int]) -> None:
     connection = get_connection()
     with connection:
         for client in ClientBusiness.objects.filter(pk__in=client_ids).order_by("name"):
+            refusal = refusal_for(client)
+            if refusal:
+                job.note(ERROR, refusal)
+                job.advance()
+                continue
             configuration = reconnect_configuration(client)
             contacts = list(client.contacts.filter(receives_reminders=True))
             if configuration is None:

@@ -65,6 +65,9 @@ def invitation(request: HttpRequest, key: str) -> HttpResponse:
         return _invitation_error(request, error)
     bind_client(invitation.client_id)
     mark_opened(invitation)
+    renewed = flow.renewed_at(invitation)
+    if renewed is not None:
+        return render(request, "onboarding/already_renewed.html", {"invitation": invitation, "renewed_at": renewed})
     flow.allow_invitation(request.session, invitation)
     configuration = invitation.configuration
     system_user = configuration.token_type == LoginConfiguration.TokenType.SYSTEM_USER
@@ -146,8 +149,8 @@ def result(request: HttpRequest, attempt_id: int) -> HttpResponse:
     context = {"attempt": attempt, "client": attempt.client, "configuration": attempt.configuration}
     if attempt.outcome == LoginAttempt.Outcome.SUCCEEDED and attempt.token is not None:
         context["grants"] = flow.connected_grants(attempt.token)
-        if attempt.mode == Invitation.Mode.RECONNECT:
-            context["comparison"] = flow.compare_with_previous(attempt.token)
+        context["comparison"] = flow.compare_with_previous(attempt.token)
+        context["partial"] = flow.partial_connection(attempt.token, attempt.configuration, context["comparison"])
     elif attempt.outcome in (LoginAttempt.Outcome.FAILED, LoginAttempt.Outcome.CANCELLED):
         context["failure"] = failure_for(attempt.failure_kind)
     elif attempt.outcome == LoginAttempt.Outcome.EXPIRED:

@@ -149,10 +149,18 @@ def install_token(
         .exclude(kind__in=AccessToken.DERIVED_KINDS)
         .first()
     )
-    if previous is not None:
-        previous.status = AccessToken.Status.SUPERSEDED
-        previous.status_reason = "Replaced by a new token from the same configuration."
-        previous.save(update_fields=["status", "status_reason", "updated_at"])
+    # Tokens Meta already called invalid are replaced as well: their "ended" reminders stop (D72).
+    broken = list(
+        AccessToken.objects.select_for_update()
+        .filter(client=client, configuration=configuration, status=AccessToken.Status.INVALID)
+        .exclude(kind__in=AccessToken.DERIVED_KINDS)
+        .order_by("-pk")
+    )
+    for replaced in filter(None, [previous, *broken]):
+        replaced.status = AccessToken.Status.SUPERSEDED
+        replaced.status_reason = "Replaced by a new token from the same configuration."
+        replaced.save(update_fields=["status", "status_reason", "updated_at"])
+    previous = previous or next(iter(broken), None)
 
     now = timezone.now()
     try:
@@ -190,16 +198,17 @@ def install_token(
     ]
 
     asset_ids = [item.meta_id for item in assets]
-    if previous is not None:
-        previous.superseded_by = token
-        previous.save(update_fields=["superseded_by", "updated_at"])
+    for replaced in [each for each in dict.fromkeys([previous, *broken]) if each is not None]:
+        replaced.superseded_by = token
+        replaced.save(update_fields=["superseded_by", "updated_at"])
         record_event(
             AccessToken.Status.SUPERSEDED,
-            token=previous,
+            token=replaced,
             actor=actor,
             message=f"Superseded by token #{token.pk}.",
             data={"superseded_by": token.pk},
         )
+    if previous is not None:
         record_event(
             "reconnected",
             token=token,

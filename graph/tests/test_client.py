@@ -194,6 +194,33 @@ def test_list_assets_of_a_user_reads_me_accounts_adaccounts_and_businesses():
     ]
 
 
+def test_list_assets_of_a_user_asks_which_business_owns_each_page_and_ad_account():
+    pages = {
+        "/v26.0/me/accounts": [{"id": "10", "name": "Page", "business": {"id": "900", "name": "Bistro"}}],
+        "/v26.0/me/adaccounts": [{"id": "act_20", "account_id": "20", "name": "Ads", "business": {"id": "901"}}],
+        "/v26.0/me/businesses": [{"id": "900", "name": "Bistro"}, {"id": "901", "name": "Acme"}],
+    }
+    meta = FakeMeta(lambda r: Reply(200, {"data": pages[r.path]}))
+    client, _ = make_client(meta)
+
+    assets = client.list_assets(USER_TOKEN)
+
+    assert [r.query["fields"] for r in meta.sent] == ["id,name,business", "id,account_id,name,business", "id,name"]
+    assert assets[:2] == [AssetRef("page", "10", "Page", "900"), AssetRef("ad_account", "20", "Ads", "901")]
+
+
+def test_list_assets_keeps_the_pages_when_meta_refuses_to_name_their_business():
+    def handler(request):
+        if "business" in request.query["fields"]:
+            return Reply(403, error_body(200, message="(#200) Requires business_management permission"))
+        return Reply(200, {"data": [{"id": "10", "name": "Page"}] if request.path == "/v26.0/me/accounts" else []})
+
+    meta = FakeMeta(handler)
+    client, _ = make_client(meta)
+
+    assert client.list_assets(USER_TOKEN) == [AssetRef("page", "10", "Page")]
+
+
 def test_list_assets_skips_an_edge_the_token_has_no_permission_for():
     def handler(request):
         if request.path.endswith("assigned_whatsapp_business_accounts"):

@@ -24,11 +24,23 @@ def local(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def run_dialog(browser, key, *, action="allow", assets=(), user_agent="Mozilla/5.0 (X11; Linux x86_64)"):
+def run_dialog(
+    browser, key, *, action="allow", assets=(), user_agent="Mozilla/5.0 (X11; Linux x86_64)", person=ALICE,
+    business=ACME,
+):
     """Invitation page -> Continue -> the simulator's dialog -> the callback; returns the callback response."""
     page = browser.get(f"/invite/{key}/", HTTP_USER_AGENT=user_agent)
     assert page.status_code == 200
-    start = browser.post("/connect/start/", {"invitation": page.context["invitation"].pk}, HTTP_USER_AGENT=user_agent)
+    return retry_dialog(browser, page.context["invitation"].pk, action=action, assets=assets, user_agent=user_agent,
+                        person=person, business=business)  # fmt: skip
+
+
+def retry_dialog(
+    browser, invitation_id, *, action="allow", assets=(), user_agent="Mozilla/5.0 (X11; Linux x86_64)", person=ALICE,
+    business=ACME,
+):
+    """The result page's one-click retry (Continue again) -> the dialog -> the callback."""
+    start = browser.post("/connect/start/", {"invitation": invitation_id}, HTTP_USER_AGENT=user_agent)
     dialog = local(start["Location"])
     shown = browser.get(dialog, HTTP_USER_AGENT=user_agent)
     if shown.status_code == 302:  # Meta refused before showing anything (config, response type, mobile)
@@ -37,7 +49,7 @@ def run_dialog(browser, key, *, action="allow", assets=(), user_agent="Mozilla/5
     oauth = {k: v for k, v in shown.context["oauth"].items() if v}
     answer = browser.post(
         dialog.split("?")[0],
-        oauth | {"person": ALICE, "business": ACME, "asset": list(assets), "action": action},
+        oauth | {"person": person, "business": business, "asset": list(assets), "action": action},
         HTTP_USER_AGENT=user_agent,
     )
     assert answer.status_code == 302
@@ -99,9 +111,12 @@ def test_reconnect_covering_some_assets_lists_the_missing_one_and_offers_the_dia
     second = AccessToken.objects.exclude(pk=first.pk).get()
     first.refresh_from_db()
     assert (first.status, first.superseded_by_id, second.status) == ("superseded", second.pk, "active")
-    covered, missing = page.split("Not included this time")
+    missing, covered = page.split("Compared with your previous connection")
+    assert "Acme Bakery is partially connected" in missing and "Not included this time" in missing
+    assert "Acme Bakery Page 2" in missing and "Add what is missing" in missing
+    covered = covered.split("Connected assets")[0]
     assert "Acme Bakery Page 1" in covered and "Acme Bakery Ad account 1" in covered
-    assert "Acme Bakery Page 2" in missing and "Add the missing assets" in missing
+    assert "Acme Bakery Page 2" not in covered
     assert AssetGrant.objects.filter(token=first).count() == 3  # the old grants are kept, never deleted
 
 

@@ -65,3 +65,27 @@ def test_meta_returning_the_same_token_with_other_assets_updates_its_grants(clie
     assert again.created is False and AccessToken.objects.count() == 1
     statuses = dict(token.grants.values_list("asset__meta_id", "status"))
     assert statuses == {"201": "active", "202": "removed", "203": "active"}
+
+
+def test_reconnecting_replaces_a_token_meta_called_invalid_and_its_ended_reminders_stop(
+    client_business, system_user_config, contact
+):
+    from django.core import mail
+
+    from tokens.models import Reminder
+    from tokens.reminders import plan_reminders, send_due_reminders
+
+    broken = install(client_business, system_user_config, "EAAB-one").token
+    AccessToken.objects.filter(pk=broken.pk).update(status="invalid", granted_by=contact)
+    plan_reminders()
+    ended = Reminder.objects.filter(token=broken, stage="ended", reason="token_invalid")
+    assert ended.filter(status="pending").exists()
+
+    renewed = install(client_business, system_user_config, "EAAB-two").token
+    broken.refresh_from_db()
+    assert (broken.status, broken.superseded_by) == ("superseded", renewed)
+    assert TokenEvent.objects.filter(kind="reconnected", token=renewed, data__replaces=broken.pk).exists()
+    send_due_reminders()
+    plan_reminders()
+    assert set(ended.values_list("status", flat=True)) == {"cancelled"} and mail.outbox == []
+    assert not Reminder.objects.filter(status="pending").exists()

@@ -195,3 +195,51 @@ def test_saving_an_embedded_signup_configuration_without_sixty_day_expiry_warns_
         follow=True,
     )
     assert "Meta recommends a 60-day token expiry" in response.content.decode()
+
+
+def test_no_invitation_is_made_for_an_offboarded_client(client_business, contact, system_user_config):
+    from onboarding.invitations import InvitationRefused, send_invitations
+
+    ClientBusiness.objects.filter(pk=client_business.pk).update(status="offboarded")
+    client_business.refresh_from_db()
+    with pytest.raises(InvitationRefused, match="Acme Bakery is offboarded"):
+        create_invitation(client_business, system_user_config, contact=contact)
+    batch = send_invitations([client_business], system_user_config)
+    assert batch.sent == [] and "offboarded" in batch.refused[0][1]
+    assert Invitation.objects.count() == 0 and mail.outbox == []
+
+
+def test_staff_asking_to_invite_an_offboarded_client_read_why_and_nothing_is_sent(
+    client, client_business, contact, system_user_config
+):
+    ClientBusiness.objects.filter(pk=client_business.pk).update(status="offboarded")
+    sign_in(client, User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    chosen = {"action": "send_onboarding_invitation", "_selected_action": [client_business.pk], "apply": "1",
+              "configuration": system_user_config.pk}  # fmt: skip
+    page = client.post("/admin/onboarding/clientbusiness/", chosen, follow=True).content.decode()
+    assert "Acme Bakery is offboarded" in page
+    run_queued_jobs()
+    assert Invitation.objects.count() == 0 and mail.outbox == []
+
+    # The console's reconnect link and "send a reconnect link" say the same.
+    for path in ("fresh-link", "reconnect"):
+        response = client.post(f"/admin/onboarding/clientbusiness/{client_business.pk}/{path}/", follow=True)
+        assert "Acme Bakery is offboarded" in response.content.decode(), path
+    run_queued_jobs()
+    assert Invitation.objects.count() == 0
+
+
+def test_a_sent_invitation_cannot_be_edited_only_revoked(client, client_business, contact, system_user_config):
+    from onboarding.invitations import send_invitation_email
+
+    invitation, key = create_invitation(client_business, system_user_config, contact=contact)
+    sign_in(client, User.objects.create_superuser("staff", "staff@portal.test", "pw"))
+    url = f"/admin/onboarding/invitation/{invitation.pk}/change/"
+    assert 'name="email"' in client.get(url).content.decode()  # not sent yet: still a draft
+    send_invitation_email(invitation, key)
+    page = client.get(url).content.decode()
+    assert 'name="email"' not in page and 'name="expires_at_0"' not in page and "ada@acme.test" in page
+    client.post(url, {"email": "mallory@evil.test", "mode": "onboard"})
+    assert Invitation.objects.get().email == "ada@acme.test"
+    client.post("/admin/onboarding/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]})
+    assert Invitation.objects.get().revoked_at is not None

@@ -253,7 +253,13 @@ CELERY_BROKER_DIR = VAR_DIR / "celery"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # A message a dead worker took comes back after the visibility timeout: matched to the
+    # longest task's hard time limit (and a margin), never less, or a live task would run twice
+    # (decisions.md D61). The sweep's reaper does not wait for it (SWEEP_CHUNK_LEASE_SECONDS).
+    CELERY_VISIBILITY_TIMEOUT = env.int(
+        "CELERY_VISIBILITY_TIMEOUT", default=env.int("CELERY_TASK_TIME_LIMIT", default=300) + 60
+    )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 else:
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -386,9 +392,26 @@ REMINDER_ALERT_INTERVAL_SECONDS = env.int("REMINDER_ALERT_INTERVAL_SECONDS", def
 # Beat starts a health sweep this often; readiness reports beat down after three missed runs.
 SWEEP_BEAT_SECONDS = env.float("SWEEP_BEAT_SECONDS", default=300.0)
 SWEEP_CHUNK_SIZE = env.int("SWEEP_CHUNK_SIZE", default=500)  # token ids per Celery task
-# Tokens handed to a chunk are not due again before this, so overlapping sweeps don't
-# check them twice; a lost chunk's tokens come back after it.
-SWEEP_CLAIM_SECONDS = env.int("SWEEP_CLAIM_SECONDS", default=1800)
+# A run's tokens are not due again before its deadline, so overlapping sweeps don't check them
+# twice. Tokens still unhandled then (a chunk message lost) are queued again once, with a new
+# deadline; after that the run fails with their count and they are due again (decisions.md D60).
+SWEEP_RUN_DEADLINE_SECONDS = env.int("SWEEP_RUN_DEADLINE_SECONDS", default=1800)
+SWEEP_RUN_REQUEUES = env.int("SWEEP_RUN_REQUEUES", default=1)
+# A chunk's time limits (a chunk of 500 takes about a second when Meta answers; faults and
+# retries stretch it). It stops asking Meta after SWEEP_CHUNK_BUDGET_SECONDS and defers the rest;
+# its lease outlives the hard limit a little, so only a dead chunk ever loses it (D61).
+SWEEP_CHUNK_TIME_LIMIT = env.int("SWEEP_CHUNK_TIME_LIMIT", default=120)
+SWEEP_CHUNK_SOFT_TIME_LIMIT = env.int("SWEEP_CHUNK_SOFT_TIME_LIMIT", default=SWEEP_CHUNK_TIME_LIMIT - 20)
+SWEEP_CHUNK_BUDGET_SECONDS = env.float("SWEEP_CHUNK_BUDGET_SECONDS", default=SWEEP_CHUNK_TIME_LIMIT * 0.6)
+SWEEP_CHUNK_LEASE_SECONDS = env.int("SWEEP_CHUNK_LEASE_SECONDS", default=SWEEP_CHUNK_TIME_LIMIT + 15)
+# Beat: orphaned leases go to new chunks, overdue runs are queued again or failed (D61).
+SWEEP_REAPER_SECONDS = env.float("SWEEP_REAPER_SECONDS", default=60.0)
+# A token Meta could not answer about, or that was not asked, is due again after this (doubling
+# for a token that keeps failing): by the next beat, so a fault that stopped is caught up in one
+# sweep interval (D63).
+SWEEP_RETRY_SECONDS = env.float("SWEEP_RETRY_SECONDS", default=SWEEP_BEAT_SECONDS / 2)
+# Batches in a row Meta did not answer at all before a chunk stops asking (the rest are deferred).
+SWEEP_OUTAGE_BATCHES = env.int("SWEEP_OUTAGE_BATCHES", default=2)
 SWEEP_CHECK_INTERVAL_HOURS = env.int("SWEEP_CHECK_INTERVAL_HOURS", default=24)  # Meta: check at least daily
 # Slow down once the app's usage (X-App-Usage) passes this; stop at the next. A business whose
 # X-Business-Use-Case-Usage reaches the stop level has only its own tokens deferred (decisions.md D22).
@@ -402,6 +425,11 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "tokens.start_health_sweep",
             "schedule": SWEEP_BEAT_SECONDS,
             "options": {"expires": max(SWEEP_BEAT_SECONDS - 60, SWEEP_BEAT_SECONDS / 2)},
+        },
+        "tokens-reap-sweeps": {
+            "task": "tokens.reap_sweeps",
+            "schedule": SWEEP_REAPER_SECONDS,
+            "options": {"expires": max(SWEEP_REAPER_SECONDS - 5, SWEEP_REAPER_SECONDS / 2)},
         },
         "tokens-plan-reminders": {"task": "tokens.plan_reminders", "schedule": 900.0, "options": {"expires": 600}},
         "tokens-send-reminders": {"task": "tokens.dispatch_reminders", "schedule": 60.0, "options": {"expires": 50}},

@@ -275,7 +275,10 @@ class GraphClient:
         if isinstance(error, TransientError):
             meta_said_retry = error.code in (1, 2) or error.is_transient
             if safe or meta_said_retry or not error.request_may_have_arrived:
-                return self._backoff(attempt)
+                wait = error.retry_after or 0.0  # an edge's Retry-After (a 503 from a proxy)
+                if wait > self.backoff_cap:
+                    return None  # the caller reschedules by it rather than block
+                return max(self._backoff(attempt), wait)
         return None
 
     def _backoff(self, attempt: int) -> float:

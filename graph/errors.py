@@ -125,7 +125,14 @@ class RateLimitError(GraphError):
 
 
 class TransientError(GraphError):
-    """1, 2, ``is_transient``, HTTP 5xx, timeouts, connection errors: retry later."""
+    """1, 2, ``is_transient``, HTTP 5xx, timeouts, connection errors: retry later.
+
+    ``retry_after``: seconds an edge's ``Retry-After`` asked for (a 503 from a proxy), or None.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
     # False only when the request provably never left us (refused connection, connect
     # timeout): then even a call Meta must not see twice (the code exchange) is safe to resend.
@@ -192,9 +199,9 @@ def classify_error(
     if _is_permission_code(code):
         return PermissionDeniedError(message, **fields)
     if code in TRANSIENT_CODES or is_transient:
-        return TransientError(message, **fields)
+        return TransientError(message, retry_after=retry_after, **fields)
     if http_status == 429:
         return RateLimitError(message, retry_after=retry_after, **fields)
     if http_status >= 500:
-        return TransientError(message, **fields)
+        return TransientError(message, retry_after=retry_after, **fields)
     return OtherGraphError(message, **fields)

@@ -416,11 +416,14 @@ class TokenEventAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
 
 @admin.register(SweepRun)
 class SweepRunAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
-    list_display = ("job", "status_badge", "started", "finished_at", "progress", "items_done", "items_total", "errors")
+    list_display = (
+        "job", "status_badge", "started", "finished_at", "progress", "items_deferred", "errors", "unchecked",
+    )  # fmt: skip
     list_filter = ("job", "status")
     readonly_fields = (
-        "job", "status", "progress", "started_at", "finished_at", "chunks_done", "chunks_total", "items_done",
-        "items_total", "errors", "totals", "last_error",
+        "job", "status", "progress", "started_at", "deadline", "finished_at", "items_total", "items_done",
+        "items_invalid", "items_expiring", "items_deferred", "errors", "items_unchecked", "chunks_done", "chunks_total",
+        "requeues", "totals", "last_error",
     )  # fmt: skip
     change_list_template = "admin/tokens/sweeprun/change_list.html"
     change_form_template = "admin/tokens/sweeprun/change_form.html"
@@ -434,15 +437,22 @@ class SweepRunAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     def started(self, obj: SweepRun) -> str:
         return relative_when(obj.started_at, past="", alarm=False)
 
-    @admin.display(description="Progress")
+    @admin.display(description="Checked")
     def progress(self, obj: SweepRun) -> str:
-        total = max(obj.chunks_total, 1)
-        done = obj.chunks_total if obj.status == SweepRun.Status.FINISHED else obj.chunks_done
-        percent = round(100 * done / total) if obj.chunks_total else 100
+        """Tokens Meta answered about, of the run's tokens: a lease or a deferral is not a check."""
+        total = max(obj.items_total, 1)
+        percent = round(100 * obj.items_done / total) if obj.items_total else 100
         return format_html(
-            '<progress max="{}" value="{}" title="{}%">{}%</progress> {} / {} chunks',
-            total, done, percent, percent, done, obj.chunks_total,
+            '<progress max="{}" value="{}" title="{}%">{}%</progress> {} / {} tokens',
+            total, obj.items_done, percent, percent, obj.items_done, obj.items_total,
         )  # fmt: skip
+
+    @admin.display(description="Never checked", ordering="items_unchecked")
+    def unchecked(self, obj: SweepRun) -> str:
+        """A failed run's tokens no chunk handled by the deadline (due again for the next sweep)."""
+        if not obj.items_unchecked:
+            return "—"
+        return status_badge("failed", f"{obj.items_unchecked} never checked")
 
     def changelist_view(self, request, extra_context=None):
         running = SweepRun.objects.filter(status=SweepRun.Status.RUNNING).exists()

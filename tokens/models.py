@@ -71,6 +71,15 @@ class AccessToken(StatusTransitionsMixin, models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     consecutive_check_failures = models.PositiveIntegerField(default=0)
+    # The health sweep's bookkeeping (decisions.md D60): the run this token was last put in,
+    # whether that run still has to handle it, and the lease of the chunk working on it now.
+    # A lease is not a check: ``last_checked_at`` moves only when Meta's answer was written.
+    sweep_run = models.ForeignKey(
+        "SweepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False, editable=False
+    )
+    sweep_pending = models.BooleanField(default=False, editable=False)
+    claim_id = models.CharField(max_length=100, blank=True, default="", editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     missing_permissions = models.JSONField(
         default=list, blank=True, help_text="Permissions the person removed since granting (Meta no longer lists them)."
     )
@@ -110,6 +119,8 @@ class AccessToken(StatusTransitionsMixin, models.Model):
             models.Index(fields=["expires_at"], name="token_expires_idx"),
             models.Index(fields=["data_access_expires_at"], name="token_data_access_idx"),
             models.Index(fields=["meta_user_id"], name="token_meta_user_idx"),
+            # The tokens a run has still to handle: small, read after every chunk and by the reaper.
+            models.Index(fields=["sweep_run"], condition=Q(sweep_pending=True), name="token_sweep_pending_idx"),
         ]
 
     def __str__(self) -> str:
@@ -369,11 +380,24 @@ class SweepRun(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(
+        null=True, blank=True, help_text="Tokens not handled by then are queued again once, then the run fails."
+    )
+    requeues = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
-    chunks_done = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0, help_text="Chunk deliveries that handled tokens.")
     items_total = models.PositiveIntegerField(default=0)
-    items_done = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
+    # Counted in the transaction that writes each token's outcome, so each token counts once.
+    items_done = models.PositiveIntegerField(default=0, help_text="Tokens checked: Meta answered about them.")
+    items_invalid = models.PositiveIntegerField(default=0)
+    items_expiring = models.PositiveIntegerField(default=0)
+    items_deferred = models.PositiveIntegerField(
+        default=0, help_text="Not asked: Meta's rate limit, usage near the budget, Meta unreachable, out of time."
+    )
+    errors = models.PositiveIntegerField(default=0, help_text="Asked, without a usable answer (5xx, timeouts...).")
+    items_unchecked = models.PositiveIntegerField(
+        default=0, help_text="Never handled by the deadline (a failed run): due again for the next sweep."
+    )
     totals = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
 

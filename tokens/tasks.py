@@ -67,21 +67,41 @@ def release_claims_of_a_previous_start(sender=None, **kwargs) -> None:
 
 @shared_task(name="tokens.start_health_sweep")
 def start_health_sweep() -> dict:
-    """Beat: claim the due tokens and fan chunks of ids out to any number of workers."""
+    """Beat: give the due tokens to a run and fan chunks of ids out to any number of workers."""
     run, chunks = sweep.start_sweep()
-    for chunk in chunks:
-        transaction.on_commit(lambda chunk=chunk: check_token_chunk.delay(run.pk, chunk))
+    _enqueue([(run.pk, chunk) for chunk in chunks])
     return {"run": run.pk, "tokens": run.items_total, "chunks": len(chunks)}
 
 
-@shared_task(name="tokens.check_token_chunk")
+@shared_task(
+    name="tokens.check_token_chunk",
+    time_limit=settings.SWEEP_CHUNK_TIME_LIMIT,
+    soft_time_limit=settings.SWEEP_CHUNK_SOFT_TIME_LIMIT,
+)
 def check_token_chunk(run_id: int, token_ids: list[int]) -> dict:
+    # The task id is the lease's owner: a message delivered again after its worker process
+    # died (same id) takes its tokens back at once instead of waiting for the lease to run out.
     try:
-        result = sweep.check_tokens(token_ids, run_id=run_id)
+        result = sweep.check_tokens(token_ids, run_id=run_id, task_id=check_token_chunk.request.id)
     except Exception as error:
-        sweep.record_chunk_failure(run_id, len(token_ids), error)
+        sweep.record_chunk_failure(run_id, error)
         raise
     if result.finished_run:
         transaction.on_commit(plan_reminders.delay)
     return {**result.totals(), "skipped": result.skipped}
 
+
+@shared_task(name="tokens.reap_sweeps")
+def reap_sweeps() -> dict:
+    """Beat: orphaned leases and overdue runs go to new chunks; a run past its last deadline fails."""
+    reaped = sweep.reap()
+    _enqueue(reaped.requeue)
+    if reaped.finished:
+        transaction.on_commit(plan_reminders.delay)
+    return {"requeued": len(reaped.requeue), "released": reaped.released, "finished": reaped.finished,
+            "failed": reaped.failed}  # fmt: skip
+
+
+def _enqueue(chunks: list[tuple[int, list[int]]]) -> None:
+    for run_id, chunk in chunks:
+        transaction.on_commit(lambda run_id=run_id, chunk=chunk: check_token_chunk.delay(run_id, chunk))

@@ -1,8 +1,8 @@
 """Health sweep: is every token still valid, when does it end, and what does it still cover?
 
-The beat task (``start_health_sweep``) only picks the due token ids, moves their
-``next_check_at`` forward (a claim, so an overlapping sweep skips them) and enqueues
-chunks of ids. A chunk (``check_tokens``) runs anywhere:
+The beat task (``start_health_sweep``) only gives the due tokens to a run (``sweep_run``,
+``sweep_pending``), moves their ``next_check_at`` to the run's deadline (so an overlapping sweep
+skips them) and enqueues chunks of ids. A chunk (``check_tokens``) runs anywhere:
 
 - ``debug_token`` for every token through ``client.debug_tokens`` (Graph batches of 50);
 - what each token covers, one batch item per token carrying that token in the item body:
@@ -12,8 +12,12 @@ chunks of ids. A chunk (``check_tokens``) runs anywhere:
   pages of very long edges), not with assets;
 - then every change is written in a few bulk statements: queries per chunk are constant.
 
-A chunk that runs twice, or two workers on overlapping chunks, changes nothing twice:
-each token is claimed by a conditional ``UPDATE ... WHERE last_checked_at < run start``.
+A chunk leases its tokens (``claim_id``, ``claimed_until``: a lease, not a check) and writes
+their outcomes only where the lease is still its own, clearing ``sweep_pending`` and counting
+in the run in the same transaction: a chunk delivered twice, or two workers on overlapping
+chunks, change and count nothing twice, and a redelivery after a worker died asks Meta about
+what was not handled. ``last_checked_at`` moves only when Meta answered about the token. The
+reaper (``reap``, beat) hands orphaned leases to new chunks and closes or fails overdue runs.
 Only an ``InvalidTokenError`` (190/102) marks a token invalid; transient errors and rate
 limits only move the next check; rate limits (and usage headers near the budget) stop the
 chunk and push the remaining tokens back.
@@ -24,7 +28,7 @@ chunk: claim, ask Meta, write), ``decisions`` (what one answer means for one tok
 """
 
 from .chunk import check_tokens
-from .runs import finish_sweep, record_chunk_failure, start_sweep
+from .runs import Reaped, finish_if_done, reap, record_chunk_failure, start_sweep
 from .state import ChunkResult
 
-__all__ = ["ChunkResult", "check_tokens", "finish_sweep", "record_chunk_failure", "start_sweep"]
+__all__ = ["ChunkResult", "Reaped", "check_tokens", "finish_if_done", "reap", "record_chunk_failure", "start_sweep"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
@@ -24,7 +26,7 @@ from ..models import AccessToken, Asset, AssetGrant, SweepRun, TokenEvent
 from ..signals import tokens_invalidated
 from . import decisions
 from .coverage import read_coverage
-from .runs import record_progress
+from .runs import finish_if_done, record_outcomes
 from .state import ChunkResult, Coverage, GrantRow, TokenCheck
 
 logger = logging.getLogger(__name__)
@@ -32,22 +34,52 @@ logger = logging.getLogger(__name__)
 META_BATCH = 50  # Graph batch limit: one HTTP request per 50 tokens
 
 
-def claim_tokens(token_ids: Sequence[int], since: datetime, now: datetime) -> list[AccessToken]:
-    """Take the tokens not yet checked since ``since``; a duplicate chunk gets none of them."""
-    fresh = Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=since)
-    candidates = AccessToken.objects.filter(pk__in=list(token_ids), status__in=AccessToken.LIVE_STATUSES).filter(fresh)
+def claim_tokens(
+    token_ids: Sequence[int], run: SweepRun | None, now: datetime, claim: str
+) -> list[AccessToken]:
+    """Lease the chunk's tokens that are still to be handled; a duplicate chunk gets none of them.
+
+    A lease is not a check: it says which chunk is working on the token until ``claimed_until``
+    (the chunk's time limit and a margin). A token is free when it has no lease, its lease ran
+    out (the worker died), or the lease is this very task's (Celery delivered the message again
+    after a worker process died: same task id, new claim). In a run, only the run's pending
+    tokens are taken, so a token is handled once per run however often its chunk is delivered.
+    """
+    lease_free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    task = claim.partition(":")[0]
+    if task:
+        lease_free |= Q(claim_id__startswith=f"{task}:")
+    candidates = AccessToken.objects.filter(pk__in=list(token_ids), status__in=AccessToken.LIVE_STATUSES)
+    if run is not None:
+        candidates = candidates.filter(sweep_run_id=run.pk, sweep_pending=True)
+    candidates = candidates.filter(lease_free)
     with transaction.atomic():
         if db_connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         # The value is read apart (ciphertexts): one unreadable ciphertext must not sink the chunk.
         tokens = list(candidates.defer("value").order_by("pk"))
-        # Row locks (PostgreSQL) or the write lock of an IMMEDIATE transaction (SQLite) make
-        # these rows ours; the stamp makes any later duplicate of this chunk skip them.
-        AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(last_checked_at=now)
-    for token in tokens:
-        token.last_checked_at = now
+        until = now + timedelta(seconds=settings.SWEEP_CHUNK_LEASE_SECONDS)
+        AccessToken.objects.filter(pk__in=[token.pk for token in tokens]).update(claim_id=claim, claimed_until=until)
     _attach_parents(tokens)
     return tokens
+
+
+def fence(tokens: list[AccessToken], run: SweepRun | None, claim: str) -> set[int]:
+    """The claimed tokens whose lease is still this chunk's, locked until the chunk's write commits.
+
+    A chunk that was only slow (its lease ran out and the reaper gave its tokens to another
+    chunk) writes nothing for those: each token's outcome is written, and counted, once.
+    """
+    owned = AccessToken.objects.filter(
+        pk__in=[token.pk for token in tokens], claim_id=claim, status__in=AccessToken.LIVE_STATUSES
+    )
+    if run is not None:
+        owned = owned.filter(sweep_run_id=run.pk, sweep_pending=True)
+    return set(owned.select_for_update().values_list("pk", flat=True))
+
+
+def new_claim(task_id: str | None) -> str:
+    return f"{task_id or 'direct'}:{uuid.uuid4().hex}"
 
 
 def _attach_parents(tokens: list[AccessToken]) -> None:
@@ -76,16 +108,20 @@ def check_tokens(
     client=None,
     now: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    task_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> ChunkResult:
-    """Check these tokens against Meta and store what changed. Safe to run twice."""
+    """Check these tokens against Meta and store what changed. Safe to run twice, or to be
+    delivered again after the worker died: what was handled is not asked again, what was not is."""
     now = now or timezone.now()
     run = SweepRun.objects.filter(pk=run_id).first() if run_id else None
-    since = run.started_at if run else now
     result = ChunkResult()
-    tokens = claim_tokens(token_ids, since, now)
+    claim = new_claim(task_id)
+    tokens = claim_tokens(token_ids, run, now, claim)
     result.skipped = len(set(token_ids)) - len(tokens)
     if not tokens:
-        record_progress(run, result, len(token_ids))
+        if run is not None:
+            result.finished_run = finish_if_done(run.pk)
         return result
     if client is None:
         from common.meta import graph_client
@@ -93,15 +129,63 @@ def check_tokens(
         client = graph_client()
 
     grants = _grants_by_token(tokens)
-    stored = ciphertexts(tokens)
-    businesses = _business_ids(tokens)
     checks: dict[int, TokenCheck] = {}
     coverage: dict[int, Coverage] = {}
     throttled: dict[int, GraphError] = {}
-    stop: GraphError | None = None
     # No transaction is open while Meta is asked: the answers are written together afterwards.
+    try:
+        _ask(client, tokens, grants, checks, coverage, throttled, now, result, sleep, clock)
+    except SoftTimeLimitExceeded:
+        logger.warning("Sweep chunk hit its soft time limit: the tokens not yet asked are deferred")
+    # Whatever was not asked (out of time): due again by the next beat, still counted.
+    out_of_time = TransientError("The chunk ran out of time before asking Meta.")
+    for token in tokens:
+        if token.pk not in checks:
+            checks[token.pk] = TokenCheck(token)
+            decisions.defer(checks[token.pk], out_of_time, now, result)
+
+    with transaction.atomic():
+        owned = fence(tokens, run, claim)
+        if len(owned) < len(checks):
+            _drop_lost(checks, owned, result)
+        for check in checks.values():
+            token = check.token
+            if token.status not in AccessToken.LIVE_STATUSES:  # invalidated just now
+                continue
+            token_coverage = coverage.get(token.pk)
+            token_grants = grants.get(token.pk, [])
+            if token_coverage is not None:
+                decisions.apply_coverage(check, token_grants, token_coverage, now, result)
+            decisions.schedule(check, token_grants, now, result)
+            if token.pk in throttled:
+                decisions.throttled_business(check, throttled[token.pk], now, result)
+        save(list(checks.values()), grants, result)
+        release = AccessToken.objects.filter(pk__in=list(owned))
+        release.update(claim_id="", claimed_until=None, sweep_pending=False)
+        result.handled = len(owned)
+        record_outcomes(run, result)
+    if run is not None:
+        # After the commit: a chunk finishing at the same time sees this one's tokens handled.
+        result.finished_run = finish_if_done(run.pk)
+    return result
+
+
+def _ask(client, tokens, grants, checks, coverage, throttled, now, result, sleep, clock) -> None:
+    """Ask Meta about the tokens, 50 at a time, filling ``checks`` (and what each covers).
+
+    Stops asking (the rest are deferred, not failed) on a rate limit, on usage near the
+    budget, after SWEEP_OUTAGE_BATCHES batches in a row that Meta did not answer at all, and
+    once the chunk's time budget is spent.
+    """
+    stored = ciphertexts(tokens)
+    businesses = _business_ids(tokens)
+    stop: GraphError | None = None
+    outages = 0
+    stop_at = clock() + settings.SWEEP_CHUNK_BUDGET_SECONDS
     for start in range(0, len(tokens), META_BATCH):
         batch = tokens[start : start + META_BATCH]
+        if stop is None and clock() > stop_at:
+            stop = TransientError("The chunk ran out of time before asking Meta.")
         if stop is None:
             stop = _usage_stop(client, result, sleep)
         if stop is not None:
@@ -120,6 +204,8 @@ def check_tokens(
             continue
         values = token_values(batch, stored)
         infos = client.debug_tokens([values[token.pk] for token in batch])
+        unanswered = all(isinstance(info, TransientError) for info in infos)
+        outages = outages + 1 if unanswered else 0
         valid = []
         for token, info in zip(batch, infos, strict=True):
             check = checks[token.pk] = TokenCheck(token)
@@ -145,21 +231,24 @@ def check_tokens(
             read, limited = read_coverage(client, valid, values, grants, result)
             coverage.update(read)
             throttled.update(limited)
+        if stop is None and outages >= settings.SWEEP_OUTAGE_BATCHES:
+            # Meta is not answering at all: the rest wait for the next beat instead of a timeout each.
+            stop = TransientError("Meta did not answer several batches in a row.")
 
-    with transaction.atomic():
-        for check in checks.values():
-            token = check.token
-            if token.status in AccessToken.LIVE_STATUSES:
-                token_coverage = coverage.get(token.pk)
-                token_grants = grants.get(token.pk, [])
-                if token_coverage is not None:
-                    decisions.apply_coverage(check, token_grants, token_coverage, now, result)
-                decisions.schedule(check, token_grants, now, result)
-                if token.pk in throttled:
-                    decisions.throttled_business(check, throttled[token.pk], now, result)
-        save(list(checks.values()), grants, result)
-        record_progress(run, result, len(token_ids))
-    return result
+
+def _drop_lost(checks: dict[int, TokenCheck], owned: set[int], result: ChunkResult) -> None:
+    """Forget the tokens whose lease another chunk took over: that chunk writes and counts them."""
+    lost = [pk for pk in checks if pk not in owned]
+    for pk in lost:
+        outcome = checks.pop(pk).outcome
+        if outcome == "invalid":
+            result.invalid -= 1
+        elif outcome == "failed":
+            result.errors -= 1
+        elif outcome == "deferred":
+            result.deferred -= 1
+    result.lost += len(lost)
+    result.events = [event for event in result.events if event.token.pk in owned]
 
 
 def ciphertexts(tokens: list[AccessToken]) -> dict[int, bytes | None]:
@@ -231,12 +320,12 @@ def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
 
 def save(checks: list[TokenCheck], grants: dict[int, list[GrantRow]], result: ChunkResult) -> None:
     # Tokens grouped by what changed: on most days every token is in one group that only
-    # moves next_check_at (last_checked_at was stamped by the claim).
+    # moves last_checked_at and next_check_at.
     groups: dict[frozenset[str], list[AccessToken]] = {}
     stamp = timezone.now()
     for check in checks:
         fields = check.fields
-        if fields - {"next_check_at"}:
+        if fields - {"next_check_at", "last_checked_at"}:
             check.token.updated_at = stamp
             fields = fields | {"updated_at"}
         if fields:

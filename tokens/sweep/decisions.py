@@ -20,8 +20,14 @@ from .state import ChunkResult, Coverage, GrantRow, TokenCheck
 logger = logging.getLogger(__name__)
 
 MIN_INTERVAL = timedelta(hours=1)
-FAILURE_BACKOFF = timedelta(minutes=15)
 RATE_LIMIT_PAUSE = timedelta(minutes=15)  # when Meta gives no estimate
+
+
+def retry_delay() -> timedelta:
+    """A token Meta could not answer about, or that was not asked, is due again by the next beat
+    (SWEEP_RETRY_SECONDS, half a beat by default): a fault that stopped is caught up within one
+    sweep interval (decisions.md D63)."""
+    return timedelta(seconds=settings.SWEEP_RETRY_SECONDS)
 
 
 def event(kind: str, token: AccessToken, now: datetime, message: str, data: dict | None = None) -> TokenEvent:
@@ -32,19 +38,25 @@ def event(kind: str, token: AccessToken, now: datetime, message: str, data: dict
 
 
 def defer(check: TokenCheck, error: GraphError, now: datetime, result: ChunkResult) -> None:
-    wait = getattr(error, "retry_after", None) or RATE_LIMIT_PAUSE.total_seconds()
+    """Not asked (Meta said wait, or the chunk stopped): due again when Meta said, else by the next
+    beat (a throttle without an estimate, X-App-Usage's, is tried again by one batch then)."""
+    wait = getattr(error, "retry_after", None) or retry_delay().total_seconds()
     check.token.next_check_at = now + timedelta(seconds=max(wait, 60))
     check.fields = {"next_check_at"}
+    check.outcome = "deferred"
     result.deferred += 1
 
 
 def failed(check: TokenCheck, error: GraphError, now: datetime, result: ChunkResult) -> None:
-    """A check that told us nothing: try again sooner, never touch the status."""
+    """A check that told us nothing: try again by the next beat (doubling while it keeps failing,
+    up to the daily interval; later if Meta's Retry-After says so), never touch the status."""
     token = check.token
     token.consecutive_check_failures += 1
-    delay = min(FAILURE_BACKOFF * 2 ** (token.consecutive_check_failures - 1), check_interval())
+    delay = min(retry_delay() * 2 ** (token.consecutive_check_failures - 1), check_interval())
+    delay = max(delay, timedelta(seconds=getattr(error, "retry_after", None) or 0))
     token.next_check_at = now + delay
     check.fields = {"consecutive_check_failures", "next_check_at"}
+    check.outcome = "failed"
     result.errors += 1
     logger.info("Token %s check failed (%s); next try in %s", token.pk, type(error).__name__, delay)
 
@@ -57,7 +69,10 @@ def invalidate(check: TokenCheck, error: InvalidTokenError, now: datetime, resul
     token.status_reason = (error.message or "Meta says this token is no longer valid.")[:300]
     token.consecutive_check_failures = 0
     token.next_check_at = None
+    token.last_checked_at = now
+    check.outcome = "invalid"
     check.fields = {
+        "last_checked_at",
         "status",
         "error_code",
         "error_subcode",
@@ -100,7 +115,9 @@ def refresh(check: TokenCheck, info, now: datetime, result: ChunkResult | None =
         "permissions_removed_at": (token.permissions_removed_at or now) if missing else None,
     }
     check.refreshed = True
-    check.fields = set()
+    check.outcome = "checked"
+    token.last_checked_at = now
+    check.fields = {"last_checked_at"}
     for name, value in fresh.items():
         if getattr(token, name) != value:
             setattr(token, name, value)

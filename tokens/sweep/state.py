@@ -11,13 +11,15 @@ from ..models import AccessToken, TokenEvent
 
 @dataclass
 class ChunkResult:
-    checked: int = 0
-    skipped: int = 0  # already checked in this run by another chunk, or not live any more
+    checked: int = 0  # Meta said valid (active or expiring); the invalid ones are counted apart
+    skipped: int = 0  # handled in this run by another delivery, held by another chunk's lease, or not live
     active: int = 0
     expiring: int = 0
     invalid: int = 0
-    errors: int = 0
-    deferred: int = 0  # pushed back by a rate limit or high usage
+    errors: int = 0  # asked, without a usable answer: checked again soon, never marked invalid
+    deferred: int = 0  # not asked: a rate limit, usage near the budget, Meta unreachable, out of time
+    handled: int = 0  # tokens whose outcome this chunk wrote (its lease held to the end)
+    lost: int = 0  # tokens claimed whose lease another chunk took over before the write (nothing written)
     business_throttled: int = 0  # of those, because Meta throttled the token's business (the others went on)
     permissions_removed: int = 0  # tokens on which a person removed a permission (seen now)
     assets_added: int = 0
@@ -28,6 +30,7 @@ class ChunkResult:
 
     def totals(self) -> dict[str, int]:
         return {
+            "handled": self.handled,
             "checked": self.checked,
             "active": self.active,
             "expiring": self.expiring,
@@ -48,6 +51,7 @@ class TokenCheck:
     token: AccessToken
     fields: set[str] = field(default_factory=set)  # the token's fields that changed
     refreshed: bool = False  # debug_token said valid: scheduled from its ends, not by a failure or deferral
+    outcome: str = ""  # "checked", "invalid", "failed" or "deferred" (decisions.py sets it)
     new_grants: list[tuple[GrantedAsset, datetime | None]] = field(default_factory=list)
 
 

@@ -20,17 +20,29 @@ def staff(admin_client):
 
 
 @pytest.mark.django_db
-def test_a_running_sweep_shows_its_progress_and_the_page_refreshes_itself(staff):
-    run = SweepRun.objects.create(job="health_sweep", chunks_total=4, chunks_done=1, items_total=2000)
+def test_a_running_sweep_shows_its_progress_in_checked_tokens_and_the_page_refreshes_itself(staff):
+    run = SweepRun.objects.create(job="health_sweep", chunks_total=4, chunks_done=1, items_total=2000, items_done=480)
 
     listing = staff.get(reverse("admin:tokens_sweeprun_changelist")).content.decode()
     detail = staff.get(reverse("admin:tokens_sweeprun_change", args=[run.pk])).content.decode()
 
     for page in (listing, detail):
         assert '<meta http-equiv="refresh" content="5">' in page
-        assert '<progress max="4" value="1"' in page
+        assert '<progress max="2000" value="480"' in page and "480 / 2000 tokens" in page
     SweepRun.objects.filter(pk=run.pk).update(status="finished", chunks_done=4)
     assert "http-equiv" not in staff.get(reverse("admin:tokens_sweeprun_changelist")).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_failed_sweep_says_how_many_tokens_it_never_checked(staff):
+    SweepRun.objects.create(
+        job="health_sweep", status="failed", items_total=2000, items_done=1500, items_unchecked=500,
+        last_error="500 token(s) were never checked by the deadline",
+    )  # fmt: skip
+
+    listing = staff.get(reverse("admin:tokens_sweeprun_changelist")).content.decode()
+
+    assert "500 never checked" in listing and "1500 / 2000 tokens" in listing
 
 
 @pytest.mark.django_db

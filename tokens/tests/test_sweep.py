@@ -195,7 +195,8 @@ def test_an_overlapping_sweep_finds_nothing_due_and_the_run_records_its_progress
 
     run.refresh_from_db()
     assert (run.status, run.chunks_done, run.finished_at) == ("finished", 3, NOW)
-    assert run.totals == {"statuses": {"active": 5}}
+    assert run.totals["statuses"] == {"active": 5, "expiring": 0, "invalid": 0}
+    assert (run.totals["checked"], run.totals["unchecked"]) == (5, 0)
     assert SweepRun.objects.filter(status="running").count() == 0
 
 
@@ -233,15 +234,23 @@ def test_a_token_revoked_while_meta_was_being_asked_stays_revoked(frozen, meta, 
     assert token.status == "revoked"
 
 
-def test_a_run_whose_chunks_were_lost_is_closed_as_failed_by_a_later_sweep(meta, active_client, settings):
+def test_a_run_whose_chunks_were_lost_is_queued_again_once_then_fails_with_the_count(meta, active_client, settings):
+    from tokens.sweep import reap
+
     token_with_meta(meta, active_client, "lost")
+    deadline = timedelta(seconds=settings.SWEEP_RUN_DEADLINE_SECONDS + 1)
     with time_machine.travel(NOW, tick=False):
         lost, _ = start_sweep()  # its chunk is never run
-    with time_machine.travel(NOW + timedelta(seconds=settings.SWEEP_CLAIM_SECONDS + 1), tick=False):
+    with time_machine.travel(NOW + deadline, tick=False):
+        first = reap()
+    with time_machine.travel(NOW + 2 * deadline, tick=False):
+        second = reap()
         again, chunks = start_sweep()
 
     lost.refresh_from_db()
-    assert lost.status == "failed" and "never reported" in lost.last_error
+    assert [run for run, _ in first.requeue] == [lost.pk] and second.failed == [lost.pk]
+    assert (lost.status, lost.requeues, lost.items_unchecked, lost.totals["unchecked"]) == ("failed", 1, 1, 1)
+    assert "1 token(s) were never checked" in lost.last_error
     assert chunks  # the lost chunk's token came due again
 
 

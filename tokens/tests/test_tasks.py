@@ -67,14 +67,29 @@ def test_the_beat_task_fans_out_chunks_of_ids_and_a_second_beat_finds_nothing(
     assert set(AccessToken.objects.values_list("last_checked_at", flat=True)) == {NOW}
 
 
-def test_a_crashing_chunk_still_lets_its_run_finish_and_shows_the_error(meta, monkeypatch):
+def test_a_crashing_chunk_shows_the_error_and_its_tokens_are_checked_by_a_chunk_the_reaper_queues(
+    meta, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    meta.tokens["v"] = FakeToken()
     make_token(make_client(), value="v", next_check_at=NOW)
+    ids = list(AccessToken.objects.values_list("pk", flat=True))
     with time_machine.travel(NOW, tick=False):
         run_id = tasks.start_health_sweep()["run"]
-        monkeypatch.setattr("tokens.sweep.check_tokens", lambda *a, **k: 1 / 0)
-        with pytest.raises(ZeroDivisionError):
-            tasks.check_token_chunk(run_id, list(AccessToken.objects.values_list("pk", flat=True)))
-
+        with monkeypatch.context() as patch:
+            patch.setattr("tokens.sweep.check_tokens", lambda *a, **k: 1 / 0)
+            with pytest.raises(ZeroDivisionError):
+                tasks.check_token_chunk(run_id, ids)
     run = SweepRun.objects.get(pk=run_id)
-    assert (run.status, run.errors) == ("finished", 1)
+    assert (run.status, run.items_done) == ("running", 0)
     assert "ZeroDivisionError" in run.last_error
+
+    queued = []
+    monkeypatch.setattr(tasks.check_token_chunk, "delay", lambda *args: queued.append(args))
+    with time_machine.travel(NOW + timedelta(seconds=settings.SWEEP_RUN_DEADLINE_SECONDS + 1), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.reap_sweeps()
+        assert queued == [(run_id, ids)]
+        tasks.check_token_chunk(*queued[0])
+
+    run.refresh_from_db()
+    assert (run.status, run.items_done, run.requeues) == ("finished", 1, 1)

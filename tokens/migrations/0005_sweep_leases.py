@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('onboarding', '0003_datadeletionrequest_webhookdelivery'),
-        ('tokens', '0003_page_tokens_permission_removed'),
+        ('tokens', '0004_reminders_under_faults'),
     ]
 
     operations = [

@@ -13,6 +13,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Case, IntegerField, Prefetch, Q, Value, When
 
+from api.models import ApiUse
 from onboarding.models import ClientBusiness, Invitation
 from outbound.models import Delivery, Event
 from tokens.models import AccessToken, AssetGrant, Reminder, TokenEvent
@@ -53,8 +54,11 @@ def client_page(client: ClientBusiness) -> dict:
         Event.objects.filter(client=client).order_by("-occurred_at", "-id")
         .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.select_related("endpoint")))[:LIST_ROWS]
     )
+    api_uses = list(ApiUse.objects.filter(client=client).select_related("credential")
+                    .order_by("-at", "-id")[:LIST_ROWS])
     return {
         "client": client,
+        "api_uses": api_uses,
         "tokens": tokens,
         "live_token_ids": live_ids,
         "grants": grants,

@@ -457,6 +457,17 @@ VERIFICATION_LEDGER_REDIS_URL = env.str("VERIFICATION_LEDGER_REDIS_URL", default
 VERIFICATION_LEDGER_REDIS_PREFIX = env.str("VERIFICATION_LEDGER_REDIS_PREFIX", default="portal:ledger:")
 # Unflushed counters expire after this long without a call (the flush runs every minute).
 VERIFICATION_LEDGER_REDIS_TTL_SECONDS = env.int("VERIFICATION_LEDGER_REDIS_TTL_SECONDS", default=7 * 86400)
+# Usage reports (POST /api/v1/usage) for traffic that does not go through the proxy: hours older
+# than this are refused (the upkeep windows are 15 days; the ledger keeps VERIFICATION_LEDGER_RETENTION_DAYS).
+VERIFICATION_USAGE_REPORT_MAX_AGE_DAYS = env.int("VERIFICATION_USAGE_REPORT_MAX_AGE_DAYS", default=30)
+
+# --- the API's Graph proxy (tokens.proxy, docs/decisions.md D47-D49) ---------------------------
+# A scope (the app, a business, an ad account, a token) whose usage header reaches this percent,
+# or that Meta throttled, gets 429 with Retry-After until Meta said access comes back (or for the
+# pause when it said nothing), without calling Meta.
+API_PROXY_USAGE_STOP_PERCENT = env.int("API_PROXY_USAGE_STOP_PERCENT", default=95)
+API_PROXY_THROTTLE_PAUSE_SECONDS = env.int("API_PROXY_THROTTLE_PAUSE_SECONDS", default=60)
+
 CELERY_BEAT_SCHEDULE.update(
     {
         "verification-deadline-alerts": {

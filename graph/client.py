@@ -38,6 +38,7 @@ from graph.errors import (
     TransientError,
     classify_error,
 )
+from graph.forward import Answer, Outgoing, add_proof, read_answer, redact
 from graph.hooks import CallRecord, notify_call, notify_calls
 from graph.types import (
     AssetRef,
@@ -366,6 +367,49 @@ class GraphClient:
         if error:
             raise error
         return payload
+
+    # --- pass-through (the portal's Graph proxy) --------------------------------------------------
+
+    def forward(self, outgoing: Outgoing, token: str, *, proxy_base: str = "") -> Answer:
+        """Send a caller's request as it came (``graph.forward.prepare``), with ``token`` and its proof.
+
+        One attempt, no retry: the caller gets Meta's answer and decides (a retried POST could
+        act twice). The usage headers update ``usage``; the hook hears one record per call, one per
+        answered batch item. Access tokens in the answer are taken out (``graph.forward.redact``;
+        paging links are pointed at ``proxy_base``). No answer at all raises ``TransientError``.
+        """
+        query, body, content_type = add_proof(outgoing, self.appsecret_proof(token))
+        headers = {"Authorization": f"OAuth {token}", "Accept-Encoding": "gzip, deflate"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            response = self.session.request(
+                outgoing.method,
+                f"{self.graph_url}/{outgoing.path}",
+                params=query or None,
+                data=body,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except _UNREACHABLE as exc:
+            urls = [str(item.get("relative_url") or "") for item in outgoing.batch or ()] or [outgoing.path]
+            notify_calls([CallRecord(call_family(url), 0, None, is_marketing_path(url)) for url in urls])
+            raise TransientError(
+                f"Could not reach Meta ({type(exc).__name__})", code=None, http_status=0, is_transient=False
+            ) from None
+        except requests.RequestException as exc:
+            raise OtherGraphError(f"Could not send the request ({type(exc).__name__})") from None
+        answer = read_answer(
+            outgoing, response.status_code, response.headers, response.content,
+            family_of=call_family, is_marketing=is_marketing_path, secrets=[token, self._app_secret],
+        )  # fmt: skip
+        for headers in answer.usage:
+            self._usage.update(headers)
+        notify_calls(answer.records)
+        redact(answer, outgoing, [token, self._app_secret], f"{self.graph_url}/", proxy_base or f"{self.graph_url}/")
+        logger.debug("Graph proxy %s %s -> %s", outgoing.method, call_family(outgoing.path), answer.status)
+        return answer
 
     # --- batch ----------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from .models import (
     BusinessVerification,
     MarketingAccessLevel,
     PermissionAccess,
+    ReportedCallHour,
     StaffAlert,
     TechProviderVerification,
     UpkeepRule,
@@ -223,6 +224,16 @@ class MarketingAccessLevelAdmin(PortalModelAdmin):
 class ApiCallHourAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
     list_display = ("hour", "api", "calls", "errors")
     list_filter = ("api",)
+    date_hierarchy = "hour"
+
+
+@admin.register(ReportedCallHour)
+class ReportedCallHourAdmin(ReadOnlyAdminMixin, PortalModelAdmin):
+    """What services reported for calls made without the proxy (``POST /api/v1/usage``); read-only."""
+
+    list_display = ("hour", "service", "api", "calls", "errors", "reported_at")
+    list_filter = ("api",)
+    search_fields = ("service",)
     date_hierarchy = "hour"
 
 

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from graph.hooks import CallRecord
 
-from .models import ApiCallHour
+from .models import ApiCallHour, ReportedCallHour
 
 logger = logging.getLogger(__name__)
 
@@ -264,24 +264,57 @@ def _pending_hours(api: str, start: datetime | None, end: datetime) -> dict[date
     }
 
 
+def _reported_hours(api: str, start: datetime | None, end: datetime) -> dict[datetime, list[int]]:
+    """What services reported for calls made without the proxy (``ReportedCallHour``), summed per hour."""
+    rows = ReportedCallHour.objects.filter(api=api, hour__lte=end)
+    if start is not None:
+        rows = rows.filter(hour__gte=start)
+    summed = rows.values("hour").annotate(c=Sum("calls"), e=Sum("errors")).order_by().values_list("hour", "c", "e")
+    return {hour: [calls, errors] for hour, calls, errors in summed}
+
+
+def _other_hours(api: str, start: datetime | None, end: datetime, reported: bool) -> dict[datetime, list[int]]:
+    """Counts beside the database buckets: reported by services (when asked for), then still in Redis."""
+    hours = _reported_hours(api, start, end) if reported else {}
+    for hour, (calls, errors) in _pending_hours(api, start, end).items():
+        bucket = hours.setdefault(hour, [0, 0])
+        bucket[0] += calls
+        bucket[1] += errors
+    return hours
+
+
+def reported_by_service(api: str, days: float, now: datetime | None = None) -> list[tuple[str, int, int]]:
+    """(service, calls, errors) reported for the window, the busiest service first."""
+    now = now or timezone.now()
+    rows = (
+        ReportedCallHour.objects.filter(api=api, hour__gte=window_start(days, now), hour__lte=now)
+        .values("service")
+        .annotate(c=Sum("calls"), e=Sum("errors"))
+        .order_by("-c", "service")
+    )
+    return [(row["service"], row["c"], row["e"]) for row in rows]
+
+
 # Each reader queries the database before Redis: a flush deletes its Redis key before its
-# commit, so a count can be missed for that instant but never read twice.
+# commit, so a count can be missed for that instant but never read twice. Every reader counts
+# both sources, the portal's own calls (the proxy's included) and what services reported
+# (``reported=False``: the portal's alone).
 
 
-def totals_in_window(api: str, days: float, now: datetime | None = None) -> tuple[int, int]:
+def totals_in_window(api: str, days: float, now: datetime | None = None, *, reported: bool = True) -> tuple[int, int]:
     now = now or timezone.now()
     start = window_start(days, now)
     rows = ApiCallHour.objects.filter(api=api, hour__gte=start, hour__lte=now)
     totals = rows.aggregate(c=Sum("calls"), e=Sum("errors"))
     calls, errors = totals["c"] or 0, totals["e"] or 0
-    for pending_calls, pending_errors in _pending_hours(api, start, now).values():
+    for pending_calls, pending_errors in _other_hours(api, start, now, reported).values():
         calls += pending_calls
         errors += pending_errors
     return calls, errors
 
 
 def _newest_first(api: str, now: datetime) -> Iterator[tuple[datetime, int, int]]:
-    """Hourly (hour, calls, errors), newest first: database buckets merged with pending counts."""
+    """Hourly (hour, calls, errors), newest first: database buckets merged with reported and pending counts."""
     rows = iter(
         ApiCallHour.objects.filter(api=api, hour__lte=now, calls__gt=0)
         .order_by("-hour")
@@ -289,7 +322,7 @@ def _newest_first(api: str, now: datetime) -> Iterator[tuple[datetime, int, int]
         .iterator(chunk_size=200)
     )
     row = next(rows, None)  # the query runs (and takes its snapshot) before Redis is read
-    pending = sorted(_pending_hours(api, None, now).items(), reverse=True)
+    pending = sorted(_other_hours(api, None, now, True).items(), reverse=True)
     while row is not None or pending:
         if row is not None and pending and row[0] == pending[0][0]:
             hour, (calls, errors) = pending.pop(0)
@@ -323,7 +356,7 @@ def last_calls(api: str, n: int, now: datetime | None = None) -> tuple[float, fl
     return calls_total, errors_total
 
 
-def daily_totals(api: str, first_day, last_day) -> dict:
+def daily_totals(api: str, first_day, last_day, *, reported: bool = True) -> dict:
     """{date: (calls, errors)} for each day from first_day to last_day, days without calls as zeros."""
     start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
@@ -331,7 +364,7 @@ def daily_totals(api: str, first_day, last_day) -> dict:
     rows = list(
         ApiCallHour.objects.filter(api=api, hour__gte=start, hour__lt=end).values_list("hour", "calls", "errors")
     )
-    pending = _pending_hours(api, start, end - timedelta(hours=1))
+    pending = _other_hours(api, start, end - timedelta(hours=1), reported)
     for hour, calls, errors in rows + [(hour, c, e) for hour, (c, e) in pending.items()]:
         bucket = days[hour.astimezone(UTC).date()]
         bucket[0] += calls

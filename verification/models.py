@@ -206,6 +206,37 @@ class ApiCallHour(models.Model):
         return f"{self.hour:%Y-%m-%d %H:00} {self.api}: {self.calls} calls, {self.errors} errors"
 
 
+class ReportedCallHour(models.Model):
+    """Calls a service of the provider made to Meta without the proxy, as it reported them (per hour and API).
+
+    One row per service, hour and API (``POST /api/v1/usage``): a later report of the same hour
+    replaces the earlier one, so a service may report the running hour as often as it likes and
+    a report sent twice counts once (docs/decisions.md D58). The upkeep figures add these rows to
+    the ledger's own buckets (``ApiCallHour``: the portal's calls, the proxy's included).
+    """
+
+    service = models.CharField(max_length=200, help_text="The reporting service credential's name.")
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    api = models.CharField(max_length=10, choices=ApiCallHour.Api.choices)
+    calls = models.PositiveBigIntegerField()
+    errors = models.PositiveBigIntegerField()
+    first_reported_at = models.DateTimeField(default=timezone.now)
+    reported_at = models.DateTimeField(default=timezone.now, help_text="When the figures were last reported.")
+
+    class Meta:
+        ordering = ["-hour", "service", "api"]
+        verbose_name = "reported API calls per hour"
+        verbose_name_plural = "reported API calls per hour"
+        constraints = [
+            models.UniqueConstraint(fields=["service", "hour", "api"], name="reported_call_hour_unique"),
+            models.CheckConstraint(condition=models.Q(errors__lte=models.F("calls")), name="reported_errors_le_calls"),
+        ]
+        indexes = [models.Index(fields=["api", "hour"], name="reported_api_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.hour:%Y-%m-%d %H:00} {self.api}: {self.calls} calls, {self.errors} errors"
+
+
 class UpkeepRule(models.Model):
     """Meta's bar for keeping advanced Marketing API access, as data: Meta changes it."""
 

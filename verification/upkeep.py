@@ -28,6 +28,19 @@ class UpkeepFigures:
     daily_rate: float
     projection_days: int
     projected_calls: float  # calls the window will hold in projection_days at the current daily rate
+    # The two sources of `calls` (D58): the portal's own calls, the proxy's included, and what
+    # services reported for calls made without the proxy, per service (busiest first).
+    portal_calls: int = 0
+    portal_errors: int = 0
+    reported: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def reported_calls(self) -> int:
+        return sum(calls for _, calls, _ in self.reported)
+
+    @property
+    def reported_errors(self) -> int:
+        return sum(errors for _, _, errors in self.reported)
 
     @property
     def error_rate(self) -> float | None:
@@ -81,6 +94,7 @@ def upkeep_figures(rule: UpkeepRule, now: datetime | None = None, projection_day
         projection_days = settings.VERIFICATION_UPKEEP_PROJECTION_DAYS
     window = rule.calls_window_days
     calls, _ = ledger.totals_in_window(MARKETING, window, now)
+    portal_calls, portal_errors = ledger.totals_in_window(MARKETING, window, now, reported=False)
 
     if rule.error_window == UpkeepRule.ErrorWindow.CALLS:
         error_calls, errors = ledger.last_calls(MARKETING, rule.error_window_calls, now)
@@ -106,4 +120,7 @@ def upkeep_figures(rule: UpkeepRule, now: datetime | None = None, projection_day
         daily_rate=daily_rate,
         projection_days=projection_days,
         projected_calls=projected,
+        portal_calls=portal_calls,
+        portal_errors=portal_errors,
+        reported=tuple(ledger.reported_by_service(MARKETING, window, now)),
     )

@@ -20,6 +20,8 @@ from .schemas import ErrorOut
 ROUTERS = [
     ("/", "api.routers.service"),
     ("/assets/", "api.routers.assets"),
+    ("/graph/", "api.routers.graph"),
+    ("/", "api.routers.usage"),
 ]
 
 DESCRIPTION = """The provider's services get working Meta access for their clients' assets through this API.
@@ -62,7 +64,9 @@ class PortalAPI(NinjaAPI):
                 scope = scopes.get(operation.get("operationId"))
                 if scope:
                     operation["x-scope"] = scope
-                    operation["description"] = f"Scope: `{scope}`.\n\n{operation.get('description', '')}".strip()
+                    description = operation.get("description", "")
+                    if not description.startswith("Scope:"):  # one operation may serve several methods
+                        operation["description"] = f"Scope: `{scope}`.\n\n{description}".strip()
         return schema
 
     def operation_scopes(self) -> dict[str, str]:

@@ -467,6 +467,8 @@ VERIFICATION_USAGE_REPORT_MAX_AGE_DAYS = env.int("VERIFICATION_USAGE_REPORT_MAX_
 # pause when it said nothing), without calling Meta.
 API_PROXY_USAGE_STOP_PERCENT = env.int("API_PROXY_USAGE_STOP_PERCENT", default=95)
 API_PROXY_THROTTLE_PAUSE_SECONDS = env.int("API_PROXY_THROTTLE_PAUSE_SECONDS", default=60)
+# Connections to Meta kept open per web process (one pooled client per process, tokens.proxy).
+API_PROXY_POOL_SIZE = env.int("API_PROXY_POOL_SIZE", default=20)
 
 CELERY_BEAT_SCHEDULE.update(
     {

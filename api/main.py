@@ -51,13 +51,16 @@ class PortalAPI(NinjaAPI):
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
         for path, operations in schema["paths"].items():
             for operation in operations.values():
-                responses = operation.setdefault("responses", {})
+                responses = operation["responses"] = {str(status): answer for status, answer in
+                                                      operation.get("responses", {}).items()}
                 if operation.get("security"):
                     for status, description in COMMON_ERRORS.items():
                         responses.setdefault(status, {"description": description, "content": error})
                     if "429" in responses:
                         responses["429"].setdefault("headers", {"Retry-After": {
                             "schema": {"type": "integer"}, "description": "Seconds to wait."}})
+                responses.setdefault("400", {"description": "Malformed: a NUL or control character in the address, "
+                                                            "or a body that is not JSON.", "content": error})
                 if "{" in path:
                     responses.setdefault("404", {"description": "Not found (or not visible to this credential).",
                                                  "content": error})

@@ -16,7 +16,7 @@ import requests
 from django.db import transaction
 from django.db.models import F
 
-from . import core
+from . import core, limits
 from .models import (
     SimApp,
     SimAsset,
@@ -568,17 +568,26 @@ def set_faults(
     seed: int | None = None,
     rate_limit_code: int | None = None,
     timeout_hang_ms: int = 0,
+    edge_error_rate: float = 0.0,
+    edge_retry_after: int = 0,
+    throttle_regain_minutes: int = limits.INJECTED_THROTTLE_MINUTES,
 ) -> None:
     """Inject faults into every later call. With a seed the sequence of faults is reproducible.
 
-    Each call draws once: below timeout_rate it times out (504, or null items in a batch);
-    then error_rate gives a transient 500/503; then rate_limit_rate a throttling error
-    (rate_limit_code, or 80004 on ad accounts, 4 for app tokens, 17 otherwise).
+    Each request first draws for the edge: below edge_error_rate the edge answers instead of
+    Graph, an HTML 502 (a 503 with ``Retry-After: edge_retry_after`` seconds when that is set),
+    and Graph never sees the request. Then each call draws once: below timeout_rate it times
+    out (504, or null items in a batch, after holding the request timeout_hang_ms); then
+    error_rate gives a transient 500/503; then rate_limit_rate a throttling error
+    (rate_limit_code, or 80004 on ad accounts, 4 for app tokens, 17 otherwise) whose usage
+    headers read 100 with ``estimated_time_to_regain_access`` throttle_regain_minutes.
+    Setting faults ends a burst and releases hanging requests.
     """
     for name, rate in (
         ("error_rate", error_rate),
         ("timeout_rate", timeout_rate),
         ("rate_limit_rate", rate_limit_rate),
+        ("edge_error_rate", edge_error_rate),
     ):
         if not 0 <= rate <= 1:
             raise ValueError(f"{name} must be between 0 and 1.")
@@ -586,6 +595,8 @@ def set_faults(
         raise ValueError("The fault rates add up to more than 1.")
     if latency_ms < 0 or timeout_hang_ms < 0:
         raise ValueError("Latency can't be negative.")
+    if edge_retry_after < 0 or throttle_regain_minutes < 0:
+        raise ValueError("Waiting times can't be negative.")
     core.state()
     SimState.objects.filter(pk=1).update(
         error_rate=error_rate,
@@ -596,11 +607,50 @@ def set_faults(
         fault_draws=0,
         rate_limit_code=rate_limit_code,
         timeout_hang_ms=timeout_hang_ms,
+        edge_error_rate=edge_error_rate,
+        edge_retry_after=edge_retry_after,
+        throttle_regain_minutes=throttle_regain_minutes,
+        burst_requests=0,
     )
+    release_hangs()
 
 
 def clear_faults() -> None:
     set_faults()
+
+
+def rate_limit_burst(requests: int, *, regain_minutes: int = 1, code: int | None = None) -> None:
+    """Throttle the next ``requests`` HTTP requests whole (every item of a batch): the code Meta
+    uses for each call (or ``code``), usage headers at 100, ``estimated_time_to_regain_access``
+    ``regain_minutes``. A burst ends by itself; other faults stay as they are."""
+    if requests < 0 or regain_minutes < 0:
+        raise ValueError("A burst can't be negative.")
+    core.state()
+    SimState.objects.filter(pk=1).update(
+        burst_requests=requests, throttle_regain_minutes=regain_minutes, rate_limit_code=code
+    )
+
+
+def hang_requests(count: int = 1, *, skip: int = 0, seconds: float = 300.0, batches_only: bool = True) -> None:
+    """Hold the next ``count`` requests (batches only, by default), after letting ``skip`` through,
+    until ``release_hangs()`` or ``seconds`` pass; then each is answered as usual (its caller may
+    have given up). ``hanging_requests()`` says how many are being held now."""
+    if count < 0 or skip < 0 or seconds < 0:
+        raise ValueError("A hang can't be negative.")
+    core.state()
+    SimState.objects.filter(pk=1).update(
+        hang_count=count, hang_skip=skip, hang_seconds=seconds, hang_batches_only=batches_only
+    )
+
+
+def hanging_requests() -> int:
+    return SimState.objects.filter(pk=1).values_list("hanging_now", flat=True).first() or 0
+
+
+def release_hangs() -> None:
+    """Let every held request go on, and hold no more."""
+    core.state()
+    SimState.objects.filter(pk=1).update(hang_count=0, hang_skip=0, hang_generation=F("hang_generation") + 1)
 
 
 def set_usage(percent: int, *, business_id: str | None = None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,7 +37,8 @@ def is_batch(call: Call) -> bool:
     return call.method == "POST" and "batch" in call.params
 
 
-def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
+def run_batch(call: Call, current: SimState, at: datetime, *, throttled: bool = False) -> Reply:
+    """A batch's items in order; ``throttled`` (a rate-limit burst) refuses every item with the throttle."""
     ctx = Context()
     try:
         items = json.loads(call.params["batch"])
@@ -74,9 +76,11 @@ def run_batch(call: Call, current: SimState, at: datetime) -> Reply:
         if timed_out:
             results.append(None)
             continue
-        fault = core.draw_fault(current)
+        fault = "rate_limit" if throttled else core.draw_fault(current)
         if fault == "timeout":
-            # Meta returns null for every item it did not finish.
+            # Meta returns null for every item it did not finish, after holding the request.
+            if current.timeout_hang_ms:
+                time.sleep(current.timeout_hang_ms / 1000)
             timed_out = True
             results.append(None)
             continue

@@ -422,18 +422,22 @@ def check_proof(caller: Caller, params: dict, *, required: bool | None = None) -
 # --- faults and usage -------------------------------------------------------------------------
 
 
+def uniform(current: SimState) -> float:
+    """One draw in [0, 1): from the seed's sequence when one is set (a run replays exactly)."""
+    if current.fault_seed is None:
+        return random.random()
+    with transaction.atomic():
+        draw = SimState.objects.select_for_update().get(pk=1).fault_draws
+        SimState.objects.filter(pk=1).update(fault_draws=F("fault_draws") + 1)
+    return random.Random(f"{current.fault_seed}:{draw}").random()
+
+
 def draw_fault(current: SimState) -> str | None:
     """One uniform draw per call decides timeout, error or rate limit; seeded draws replay exactly."""
     total = current.timeout_rate + current.error_rate + current.rate_limit_rate
     if total <= 0:
         return None
-    if current.fault_seed is not None:
-        with transaction.atomic():
-            draw = SimState.objects.select_for_update().get(pk=1).fault_draws
-            SimState.objects.filter(pk=1).update(fault_draws=F("fault_draws") + 1)
-        u = random.Random(f"{current.fault_seed}:{draw}").random()
-    else:
-        u = random.random()
+    u = uniform(current)
     if u < current.timeout_rate:
         return "timeout"
     if u < current.timeout_rate + current.error_rate:

@@ -68,6 +68,8 @@ class Reply:
     timed_out: bool = False
     # The x-fb-trace-id header; an error body's fbtrace_id is the same value, as Meta's is.
     trace_id: str = field(default_factory=core.fbtrace_id)
+    # The edge's own page (HTML, none of Graph's headers) instead of Graph's JSON.
+    html: str | None = None
 
 
 def error_reply(fault: GraphFault, headers: dict[str, str], *, timed_out: bool = False) -> Reply:

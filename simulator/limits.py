@@ -48,7 +48,8 @@ RATE_LIMIT_MESSAGES = {
     80008: "(#80008) There have been too many calls to this WhatsApp Business account. Wait a bit and try again.",
     80009: "(#80009) There have been too many calls to this Catalog account. Wait a bit and try again.",
 }
-# estimated_time_to_regain_access (minutes) for an injected rate-limit fault.
+# estimated_time_to_regain_access (minutes) of an injected rate-limit fault, unless set_faults'
+# throttle_regain_minutes (SimState) says otherwise.
 INJECTED_THROTTLE_MINUTES = 5
 
 
@@ -154,7 +155,7 @@ def usage_headers(
             for use_case in cases:
                 minutes = throttled_minutes(business, use_case, at)
                 if injected_throttle:
-                    minutes = max(minutes, INJECTED_THROTTLE_MINUTES)
+                    minutes = max(minutes, current.throttle_regain_minutes)
                 percent = 100 if minutes else max(usage_percent(current), business.usage_floor_percent)
                 entries.append(
                     {
@@ -171,7 +172,7 @@ def usage_headers(
     if ad_account_id:
         minutes = max(
             [throttled_minutes(touched.businesses[b], "ads_management", at) for b in touched.use_cases]
-            + [INJECTED_THROTTLE_MINUTES if injected_throttle else 0]
+            + [current.throttle_regain_minutes if injected_throttle else 0]
         )
         percent = 100 if minutes else usage_percent(current)
         headers["X-Ad-Account-Usage"] = _compact(

@@ -27,6 +27,17 @@ class SimState(models.Model):
     window_started_at = models.DateTimeField(null=True, blank=True)
     window_calls = models.BigIntegerField(default=0)
     usage_floor_percent = models.IntegerField(default=0)
+    # Faults of the edge in front of Graph and of whole requests (simulator.faults).
+    edge_error_rate = models.FloatField(default=0)
+    edge_retry_after = models.IntegerField(default=0)  # seconds; > 0: a 503 with Retry-After instead of a 502
+    throttle_regain_minutes = models.IntegerField(default=5)  # estimated_time_to_regain_access of injected throttles
+    burst_requests = models.IntegerField(default=0)  # requests still to throttle in the current burst
+    hang_skip = models.IntegerField(default=0)  # matching requests let through before the hangs start
+    hang_count = models.IntegerField(default=0)  # matching requests still to hang
+    hang_seconds = models.FloatField(default=0)
+    hang_batches_only = models.BooleanField(default=True)
+    hanging_now = models.IntegerField(default=0)
+    hang_generation = models.IntegerField(default=0)  # bumped to release every hanging request
 
     class Meta:
         verbose_name = "simulator state"

@@ -62,6 +62,11 @@ def graph(request: HttpRequest, rest: str = "") -> HttpResponse:
         base_url=base_url,
     )
     reply = serving.serve(call)
+    if reply.html is not None:  # the edge's page: none of Graph's headers
+        response = HttpResponse(reply.html, status=reply.status, content_type="text/html; charset=utf-8")
+        for name, value in reply.headers.items():
+            response[name] = value
+        return response
     response = JsonResponse(reply.body, status=reply.status, safe=False)
     response["Content-Type"] = "application/json; charset=UTF-8"
     response["facebook-api-version"] = version
@@ -131,8 +136,16 @@ def run_control(action: str, data) -> str:
             rate_limit_rate=_float(data, "rate_limit_rate"),
             latency_ms=int(_float(data, "latency_ms")),
             seed=int(seed_text) if seed_text.isdigit() else None,
+            edge_error_rate=_float(data, "edge_error_rate"),
         )
         return "Faults updated."
+    if action == "burst":
+        requests = int(_float(data, "requests"))
+        api.rate_limit_burst(requests, regain_minutes=int(_float(data, "regain_minutes")))
+        return f"The next {requests} requests are throttled."
+    if action == "release_hangs":
+        api.release_hangs()
+        return "Held requests released."
     if action == "clear_faults":
         api.clear_faults()
         return "Faults cleared."

@@ -39,6 +39,16 @@ def test_staff_set_faults_from_the_page(admin_client):
     assert (state.error_rate, state.latency_ms) == (0.25, 10)
 
 
+def test_staff_start_a_rate_limit_burst_and_edge_failures_from_the_page(admin_client):
+    api.reset()
+    admin_client.post(URL, {"action": "faults", "edge_error_rate": "0.3"})
+    response = admin_client.post(URL, {"action": "burst", "requests": "40", "regain_minutes": "2"}, follow=True)
+    assert "The next 40 requests are throttled." in response.content.decode()
+    state = SimState.objects.get(pk=1)
+    assert (state.edge_error_rate, state.burst_requests, state.throttle_regain_minutes) == (0.3, 40, 2)
+    assert "burst: 40 requests left" in admin_client.get(URL).content.decode()
+
+
 def test_a_bad_number_is_a_message_not_a_crash(admin_client):
     api.reset()
     response = admin_client.post(URL, {"action": "faults", "error_rate": "lots"}, follow=True)

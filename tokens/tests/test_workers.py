@@ -73,7 +73,7 @@ def start_workers(redis_url, postgres_required, transactional_db):
     processes = []
     queue = f"lifecycle-{uuid.uuid4().hex[:8]}"
 
-    def start(count: int, env: dict[str, str]) -> str:
+    def start(count: int, env: dict[str, str], pool: str = "solo") -> str:
         database = connection.settings_dict
         full_env = {
             **os.environ,
@@ -93,7 +93,8 @@ def start_workers(redis_url, postgres_required, transactional_db):
                         "config",
                         "worker",
                         "-P",
-                        "solo",
+                        pool,
+                        "--concurrency=1",
                         "-Q",
                         queue,
                         "-n",

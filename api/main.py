@@ -22,6 +22,7 @@ ROUTERS = [
     ("/assets/", "api.routers.assets"),
     ("/graph/", "api.routers.graph"),
     ("/", "api.routers.usage"),
+    ("/", "api.routers.reconnect"),
 ]
 
 DESCRIPTION = """The provider's services get working Meta access for their clients' assets through this API.

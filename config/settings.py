@@ -503,6 +503,8 @@ CELERY_BEAT_SCHEDULE.update(
 # --- onboarding -------------------------------------------------------------------------------
 # Invitation links expire after this many days; login `state` after ONBOARDING_STATE_TTL_SECONDS.
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
+# POST /api/v1/reconnect: asset ids per request (Meta asks each asset of the token; D75).
+RECONNECT_MAX_ASSETS = env.int("RECONNECT_MAX_ASSETS", default=100)
 ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=15 * 60)
 
 # --- graph (the Graph API client, built by common.meta.graph_client) ----------------------------

@@ -2,6 +2,7 @@
 
 - Meta invalidated a token (``tokens.signals.tokens_invalidated``): an active client needs
   someone to reconnect.
+- A token was installed for a client that needed reconnecting or was disconnected: active again.
 - The last live token was revoked (deauthorize, data deletion, app removed): disconnected.
 """
 
@@ -26,6 +27,15 @@ def clients_need_reauthorization(sender=None, *, token_ids: list[int], **kwargs)
     ClientBusiness.objects.filter(
         pk__in=now_invalid.values("client_id"), status=ClientBusiness.Status.ACTIVE
     ).update(status=ClientBusiness.Status.NEEDS_REAUTH, status_changed_at=timezone.now())
+
+
+def client_reconnected(sender=None, *, token_id: int, **kwargs) -> None:
+    """Receiver of ``token_installed``: a client that needed reconnecting, or was disconnected, is active
+    again, whichever way the token came (the callback, or the API's reconnect)."""
+    ClientBusiness.objects.filter(
+        pk__in=AccessToken.objects.filter(pk=token_id, status__in=AccessToken.LIVE_STATUSES).values("client_id"),
+        status__in=(ClientBusiness.Status.NEEDS_REAUTH, ClientBusiness.Status.DISCONNECTED),
+    ).update(status=ClientBusiness.Status.ACTIVE, status_changed_at=timezone.now())
 
 
 def disconnect_clients_without_live_tokens(client_ids: Iterable[int]) -> None:

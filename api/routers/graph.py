@@ -75,7 +75,7 @@ def _forward(request, graph_path: str) -> HttpResponse:
         path=graph_path,
         query=[(name, value) for name, values in request.GET.lists() for value in values],
         body=request.body if request.method != "GET" else None,
-        content_type=request.content_type if request.body else None,
+        content_type=request.META.get("CONTENT_TYPE") if request.body else None,  # with its boundary, if any
         asset_meta_id=asset,
         client_id=client_id,
         purpose=(request.headers.get(PURPOSE_HEADER) or "").strip()[:200] or None,

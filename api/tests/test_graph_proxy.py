@@ -105,6 +105,12 @@ def test_a_batch_passes_through_and_counts_per_item(world, proxy):
     assert (marketing[0] - marketing_before[0], graph[0] - graph_before[0]) == (2, 1)
 
 
+def test_a_multipart_batch_as_metas_examples_send_it_passes_too(world, proxy):
+    items = json.dumps([{"method": "GET", "relative_url": f"{PAGE}?fields=id"}])
+    answer = through_proxy(proxy, "POST", "", files={"batch": (None, items)})
+    assert answer.status_code == 200 and json.loads(answer.json()[0]["body"]) == {"id": PAGE}
+
+
 def test_a_190_marks_the_token_invalid_at_once_and_the_connection_broken_once(world, proxy):
     meta, acme, token = world
     meta.api.invalidate_token(token.value)

@@ -1,0 +1,221 @@
+"""Benchmark of the provider's API against the local simulator (not a test).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench REDIS_URL=redis://127.0.0.1:6379/4 \\
+        .venv/bin/python bench/api.py --part proxy --calls 2000
+
+Parts (``--part``; each is one function, ``run_<part>``, reporting a dict of figures):
+
+- ``proxy``: the Graph proxy's added latency. The simulator runs under gunicorn (as in
+  ``bench/sweep.py``), the portal under gunicorn too (``config.wsgi``, its Graph URL pointing at the
+  simulator, Redis as cache and ledger). One client alternates the same Graph read straight to the
+  simulator (token and ``appsecret_proof`` as the portal sends them) and through
+  ``/api/v1/graph/...`` (bearer credential, ``X-Portal-Asset``), one call at a time, so both see the
+  same machine; median and p99 of each and of the difference. Then the database queries of one
+  proxied call, counted in this process for several assets and a batch (they must not vary).
+- ``token``: requests/s of ``GET /api/v1/assets/{id}/token`` — the API helper's part; add it as
+  ``run_token`` and list it in ``PARTS``.
+
+Everything the benchmark seeds is deleted first: use a database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ comes first on the path, where this file would stand for the portal's `api` app.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"] + [str(ROOT / "bench")]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DJANGO_DEBUG", "false")
+
+ACME = "9100000000000001"
+# The benchmark measures the proxy, not the API's request budget.
+UNLIMITED = "api=100000000/m,api-ip=100000000/m"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def start_portal(port: int, graph_url: str, workers: int) -> subprocess.Popen:
+    import requests
+
+    env = {
+        **os.environ,
+        "META_GRAPH_URL": graph_url,
+        "RATE_LIMITS": UNLIMITED,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_CONN_MAX_AGE": "600",  # one connection kept per worker, as a deployment keeps it
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", f"--workers={workers}", "--preload", "--max-requests=0",
+         f"--bind=127.0.0.1:{port}", "config.wsgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("The portal did not start.")
+
+
+def seed(graph_root: str):
+    """The simulator's world, Acme's system-user token installed in the portal, a proxy credential."""
+    from django.conf import settings
+
+    from api.credentials import create_credential
+    from api.models import ApiUse, Scope, ServiceCredential
+    from simulator import api
+    from testsupport.factories import install_simulated_token, make_client
+    from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent
+
+    settings.META_GRAPH_URL = graph_root
+    ApiUse.objects.all().delete()
+    ServiceCredential.objects.all().delete()
+    for model in (TokenEvent, AssetGrant):
+        model.objects.all().delete()
+    AccessToken.objects.filter(parent__isnull=False).delete()
+    AccessToken.objects.all().delete()
+    Asset.objects.all().delete()
+    from django.apps import apps
+
+    for model in ("Invitation", "LoginAttempt", "ClientBusiness", "LoginConfiguration"):
+        apps.get_model("onboarding", model).objects.all().delete()
+    api.reset()
+    api.seed_world()
+    api.register_app(settings.META_APP_ID, settings.META_APP_SECRET, [f"{settings.PORTAL_BASE_URL}/connect/callback/"])
+
+    class Meta:  # what install_simulated_token needs of the simulated_meta fixture
+        pass
+
+    meta = Meta()
+    meta.api = api
+    acme = make_client("Acme Bakery", meta_business_id=ACME)
+    token = install_simulated_token(meta, acme, token_type="system_user")
+    pages = list(Asset.objects.filter(kind="page").order_by("meta_id").values_list("meta_id", flat=True))
+    _, secret = create_credential("bench proxy", [Scope.GRAPH_PROXY])
+    return token.value, pages, secret
+
+
+def count_queries(pages: list[str], secret: str) -> list[int]:
+    """Queries of one proxied call, for several assets and a batch, in this process (Django's test client)."""
+    import json
+
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    counts = []
+    for page in pages[:3]:
+        with CaptureQueriesContext(connection) as queries:
+            answer = client.get(f"/api/v1/graph/{page}", {"fields": "id,name"}, HTTP_X_PORTAL_ASSET=page)
+        assert answer.status_code == 200, answer.content[:200]
+        counts.append(len(queries))
+    batch = json.dumps([{"method": "GET", "relative_url": f"{page}?fields=id"} for page in pages[:3]])
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.post("/api/v1/graph/", {"batch": batch}, HTTP_X_PORTAL_ASSET=pages[0])
+    assert answer.status_code == 200, (dict(answer.headers), answer.content[:300])
+    counts.append(len(queries))
+    return counts
+
+
+def run_proxy(args) -> dict:
+    import django
+    import requests
+
+    django.setup()
+    from django.conf import settings
+    from sweep import free_port, start_simulator
+
+    from simulator import core
+
+    sim_port, portal_port = free_port(), free_port()
+    simulator = start_simulator(sim_port, "gunicorn", args.server_workers)
+    portal = None
+    try:
+        graph_root = f"http://127.0.0.1:{sim_port}/simulator/graph"
+        value, pages, secret = seed(graph_root)
+        page = pages[0]
+        queries = count_queries(pages, secret)
+        portal = start_portal(portal_port, graph_root, args.server_workers)
+        version = settings.META_GRAPH_VERSION
+        direct_session, proxy_session = requests.Session(), requests.Session()
+        proof = core.appsecret_proof(settings.META_APP_SECRET, value)
+        direct_url = f"{graph_root}/{version}/{page}"
+        proxy_url = f"http://127.0.0.1:{portal_port}/api/v1/graph/{page}"
+        params = {"fields": "id,name,category"}
+
+        def direct() -> requests.Response:
+            return direct_session.get(
+                direct_url, params={**params, "appsecret_proof": proof},
+                headers={"Authorization": f"OAuth {value}"}, timeout=30,
+            )  # fmt: skip
+
+        def proxied() -> requests.Response:
+            return proxy_session.get(
+                proxy_url, params=params, headers={"Authorization": f"Bearer {secret}", "X-Portal-Asset": page},
+                timeout=30,
+            )  # fmt: skip
+
+        for _ in range(args.warmup):
+            direct(), proxied()
+        direct_ms, proxy_ms = [], []
+        for _ in range(args.calls):
+            for call, out in ((direct, direct_ms), (proxied, proxy_ms)):
+                started = time.perf_counter()
+                answer = call()
+                out.append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200, answer.text[:200]
+        assert proxied().content == direct().content  # the same bytes
+        overhead = [p - d for p, d in zip(proxy_ms, direct_ms, strict=True)]
+        return {
+            "calls": args.calls,
+            "direct median ms": statistics.median(direct_ms),
+            "direct p99 ms": percentile(direct_ms, 99),
+            "proxy median ms": statistics.median(proxy_ms),
+            "proxy p99 ms": percentile(proxy_ms, 99),
+            "overhead median ms": statistics.median(proxy_ms) - statistics.median(direct_ms),
+            "overhead p99 ms": percentile(proxy_ms, 99) - percentile(direct_ms, 99),
+            "paired overhead median ms": statistics.median(overhead),
+            "queries per proxied call (3 assets, batch)": queries,
+        }
+    finally:
+        for process in (portal, simulator):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+PARTS = {"proxy": run_proxy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    parser.add_argument("--calls", type=int, default=2000, help="measured calls of each kind")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of each server")
+    args = parser.parse_args()
+    for name, run in PARTS.items():
+        if args.part in (name, "all"):
+            figures = run(args)
+            print(f"== {name}")
+            for key, value in figures.items():
+                print(f"{key:45} {value:.2f}" if isinstance(value, float) else f"{key:45} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,13 +17,13 @@ import time as clock
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
 from onboarding.models import ClientBusiness, Invitation, LoginAttempt
-from tokens.models import AccessToken, AssetGrant, Reminder
+from tokens.models import AccessToken, AssetGrant, Reminder, SweepRun
 from verification import gating, limits
 from verification.upkeep import active_rule, upkeep_figures
 
@@ -58,6 +58,7 @@ class FirstScreen:
     reminders: list[Figure]
     funnel: list[Figure]
     standing: dict = field(default_factory=dict)
+    sweep: list[Figure] = field(default_factory=list)
 
     @property
     def chart_max(self) -> int:
@@ -153,6 +154,27 @@ def reminder_figures(now: datetime) -> list[Figure]:
     ]
 
 
+def sweep_figures(now: datetime) -> list[Figure]:
+    """The health sweep in brief: what the last finished run checked, and runs that lost tokens (D60)."""
+    since = now - timedelta(days=7)
+    last = SweepRun.objects.filter(status=SweepRun.Status.FINISHED).order_by("-started_at").first()
+    failed = SweepRun.objects.filter(status=SweepRun.Status.FAILED, started_at__gte=since).aggregate(
+        runs=Count("pk"), unchecked=Sum("items_unchecked")
+    )
+    failed_list = _changelist("tokens_sweeprun", status__exact="failed")
+    figures = []
+    if last is not None:
+        url = reverse("admin:tokens_sweeprun_change", args=[last.pk])
+        figures += [
+            Figure(f"of {last.items_total} checked by the last sweep", last.items_done, url, "ok"),
+            Figure("asked again soon (Meta failed or said wait)", last.errors + last.items_deferred, url, "warn"),
+        ]
+    return figures + [
+        Figure("sweeps failed in 7 days", failed["runs"], failed_list, "bad"),
+        Figure("tokens those sweeps never checked (due again)", failed["unchecked"] or 0, failed_list, "bad"),
+    ]
+
+
 def onboarding_funnel(now: datetime) -> list[Figure]:
     since = now - timedelta(days=FUNNEL_DAYS)
     invitations = Invitation.objects.filter(created_at__gte=since, mode=Invitation.Mode.ONBOARD).aggregate(
@@ -203,6 +225,7 @@ def compute(now: datetime | None = None) -> FirstScreen:
         reminders=reminder_figures(now),
         funnel=onboarding_funnel(now),
         standing=standing_with_meta(timezone.localdate(now)),
+        sweep=sweep_figures(now),
     )
 
 
@@ -238,4 +261,5 @@ def current(now: datetime | None = None) -> tuple[FirstScreen, datetime]:
         reminders=[Figure(**f) for f in figures["reminders"]],
         funnel=[Figure(**f) for f in figures["funnel"]],
         standing=figures["standing"],
+        sweep=[Figure(**f) for f in figures.get("sweep", [])],  # absent from snapshots taken before it
     ), snapshot.computed_at

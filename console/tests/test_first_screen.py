@@ -158,3 +158,22 @@ def test_reminders_not_delivered_in_time_and_with_nobody_to_tell_are_figures_tha
     assert admin_client.get(nobody.url).content.decode().count('class="action-select"') == 3
     page = admin_client.get("/admin/").content.decode()
     assert f'href="{nobody.url.replace("&", "&amp;")}"' in page and "nobody to tell" in page
+
+
+def test_a_failed_sweep_and_the_tokens_it_never_checked_are_on_the_first_screen(admin_client):
+    from tokens.models import SweepRun
+
+    now = timezone.now()
+    SweepRun.objects.create(job="health_sweep", status="finished", started_at=now, items_total=10, items_done=7,
+                            errors=2, items_deferred=1)  # fmt: skip
+    SweepRun.objects.create(job="health_sweep", status="failed", started_at=now, items_total=40, items_unchecked=30)
+    SweepRun.objects.create(job="health_sweep", status="failed", started_at=now - timedelta(days=8), items_unchecked=5)
+
+    screen = first_screen.compute(now)
+
+    assert figure(screen.sweep, "of 10 checked by the last sweep").count == 7
+    assert figure(screen.sweep, "asked again soon (Meta failed or said wait)").count == 3
+    failed = figure(screen.sweep, "sweeps failed in 7 days")
+    assert (failed.count, figure(screen.sweep, "tokens those sweeps never checked (due again)").count) == (1, 30)
+    assert "30 never checked" in admin_client.get(failed.url).content.decode()
+    assert "tokens those sweeps never checked" in admin_client.get("/admin/").content.decode()

@@ -160,8 +160,10 @@ def check_tokens(
             if token.pk in throttled:
                 decisions.throttled_business(check, throttled[token.pk], now, result)
         save(list(checks.values()), grants, result)
-        release = AccessToken.objects.filter(pk__in=list(owned))
-        release.update(claim_id="", claimed_until=None, sweep_pending=False)
+        # A check outside a run (staff's "Check now") leaves a run's pending token to the run,
+        # which checks it again: the run's figures stay those of its own checks.
+        handled = {"sweep_pending": False} if run is not None else {}
+        AccessToken.objects.filter(pk__in=list(owned)).update(claim_id="", claimed_until=None, **handled)
         result.handled = len(owned)
         record_outcomes(run, result)
     if run is not None:

@@ -221,3 +221,16 @@ def test_only_a_190_marks_invalid_and_each_invalid_token_is_counted_once(frozen,
     assert (run.items_done, run.items_invalid) == (3, 3)
     assert run.totals["statuses"] == {"active": 0, "expiring": 0, "invalid": 3}
     assert set(AccessToken.objects.filter(pk__in=dead).values_list("status", flat=True)) == {"invalid"}
+
+
+def test_a_staff_check_during_a_run_leaves_the_token_to_the_run_so_its_figures_stay_its_own(
+    frozen, meta, active_client
+):
+    ids = tokens_of(meta, active_client, 2)
+    run, (chunk,) = start_sweep()
+
+    check_tokens(ids[:1], client=meta)  # "Check now" outside the run
+    check_tokens(chunk, run_id=run.pk, client=meta)
+
+    run.refresh_from_db()
+    assert (run.status, run.items_done, run.items_total) == ("finished", 2, 2)

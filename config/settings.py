@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "onboarding",
     "verification",
     "outbound",
+    "campaigns",
     "ninja",  # django-ninja's templates and static files: the API's docs page without a CDN (D40)
     "api",
 ]
@@ -505,6 +506,8 @@ CELERY_BEAT_SCHEDULE.update(
 INVITATION_TTL_DAYS = env.int("INVITATION_TTL_DAYS", default=14)
 # POST /api/v1/reconnect: asset ids per request (Meta asks each asset of the token; D75).
 RECONNECT_MAX_ASSETS = env.int("RECONNECT_MAX_ASSETS", default=100)
+# Reconnect campaigns: recipients per sending job, so several workers share a large campaign (D76).
+CAMPAIGN_SEND_BATCH = env.int("CAMPAIGN_SEND_BATCH", default=200)
 ONBOARDING_STATE_TTL_SECONDS = env.int("ONBOARDING_STATE_TTL_SECONDS", default=15 * 60)
 
 # --- graph (the Graph API client, built by common.meta.graph_client) ----------------------------

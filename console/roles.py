@@ -11,7 +11,7 @@ VIEWER, OPERATOR, ADMINISTRATOR = "Viewer", "Operator", "Administrator"
 ROLES = (VIEWER, OPERATOR, ADMINISTRATOR)
 
 # The apps whose data staff read. A new app of the portal is added here.
-PORTAL_APPS = ("onboarding", "tokens", "verification", "staffjobs", "outbound", "connections", "api")
+PORTAL_APPS = ("onboarding", "tokens", "verification", "staffjobs", "outbound", "connections", "api", "campaigns")
 
 # Apps only administrators see at all: a service credential reaches every client's working tokens.
 ADMINISTRATOR_ONLY_APPS = ("api",)
@@ -25,6 +25,9 @@ OPERATOR_PERMISSIONS = {
     ("tokens", "accesstoken"): ("change",),
     ("tokens", "assetgrant"): ("change",),
     ("tokens", "reminder"): ("change",),
+    # Operators run reconnect campaigns: start one, remind, close (campaigns.admin).
+    ("campaigns", "campaign"): ("add", "change"),
+    ("campaigns", "recipient"): ("change",),
 }
 
 # An administrator also runs the portal itself: configurations, verification, staff users and

@@ -85,6 +85,8 @@ def create_invitation(
     email: str = "",
     mode: str = Invitation.Mode.ONBOARD,
     created_by=None,
+    message: str = "",
+    switching_from: LoginConfiguration | None = None,
 ) -> tuple[Invitation, str]:
     """A new invitation and the key for its link (the only time the key exists in clear).
 
@@ -103,6 +105,8 @@ def create_invitation(
         key_hash=hash_key(raw),
         created_by=created_by,
         expires_at=timezone.now() + timedelta(days=ttl_days()),
+        message=message,
+        switching_from=switching_from,
     )
     return invitation, sign_key(raw)
 

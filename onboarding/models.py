@@ -195,6 +195,11 @@ class Invitation(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+    message = models.TextField(blank=True, help_text="Staff's words for the person, shown on the link's page.")
+    switching_from = models.ForeignKey(
+        LoginConfiguration, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The configuration the client connected through before: the page explains the move.",
+    )  # fmt: skip
     sent_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -83,6 +83,7 @@ def invitation(request: HttpRequest, key: str) -> HttpResponse:
             "system_user": system_user,
             "mobile_warning": system_user and flow.is_mobile(request.headers.get("User-Agent", "")),
             "reconnect": invitation.mode == Invitation.Mode.RECONNECT,
+            "switching_from": invitation.switching_from,
             "reselect": flow.assets_to_reselect(invitation) if invitation.mode == Invitation.Mode.RECONNECT else [],
         },
     )

@@ -8,6 +8,7 @@ import functools
 from django.http import Http404, HttpResponseNotAllowed
 from django.urls import URLPattern, include, path, re_path
 from django.views.decorators.common import no_append_slash
+from django.views.decorators.csrf import csrf_exempt
 
 from common.ratelimit import rate_limit
 from common.responses import json_error
@@ -56,5 +57,5 @@ def _guarded_patterns(patterns):
 _patterns, _app_name, _namespace = api.urls
 urlpatterns = [
     path("v1/", include((_guarded_patterns(_patterns), _app_name), namespace=_namespace)),
-    re_path(r"^", rate_limit("api-ip")(not_found)),
+    re_path(r"^", csrf_exempt(rate_limit("api-ip")(not_found))),  # a POST to no path is a JSON 404 too
 ]

@@ -131,6 +131,8 @@ def test_refusals_and_errors_are_json_in_one_shape(caller, credential_factory):
     assert_error(caller.get("/api/v1/nowhere/"), 404, "not_found")
     assert_error(caller.get("/api/"), 404, "not_found")
     assert_error(caller.get("/api/v1/"), 404, "not_found")
+    assert_error(caller.request("POST", "/api/v1/nowhere"), 404, "not_found")  # no CSRF page for a POST
+    assert_error(caller.request("DELETE", "/api/v1/graph/%0A"), 404, "not_found")  # no route matches a newline
     not_allowed = assert_error(authorized.request("DELETE", "/api/v1/credential"), 405, "method_not_allowed")
     assert "GET" in not_allowed["message"]
     invalid = assert_error(authorized.get("/api/v1/assets/not-digits/token"), 422, "invalid_request")

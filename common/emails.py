@@ -8,7 +8,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 
-def send_templated_email(
+def templated_email(
     name: str,
     context: dict,
     to: list[str],
@@ -16,8 +16,8 @@ def send_templated_email(
     connection=None,
     headers: dict | None = None,
     language: str | None = None,
-) -> str:
-    """Render and send one message (plain text with an HTML alternative); returns its subject.
+) -> EmailMultiAlternatives:
+    """Render one message (plain text with an HTML alternative), ready to send.
 
     Rendered in ``language`` (default LANGUAGE_CODE), whatever language a request or task had active.
     """
@@ -34,5 +34,11 @@ def send_templated_email(
         headers=headers,
     )
     message.attach_alternative(html, "text/html")
+    return message
+
+
+def send_templated_email(name: str, context: dict, to: list[str], **options) -> str:
+    """Render and send one message (``templated_email``'s arguments); returns its subject."""
+    message = templated_email(name, context, to, **options)
     message.send()
-    return subject
+    return message.subject

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from common.emails import send_templated_email
+from common.emails import templated_email
 
 from .links import reconnect_url
 from .models import AccessToken, AssetGrant, Reminder
@@ -67,7 +67,16 @@ def _message_id(reminders: list[Reminder]) -> str:
 
 
 def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
-    """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders)."""
+    """Render and send ``reminder_email``."""
+    reminder_email(reminders, connection=connection).send()
+
+
+def reminder_email(reminders: list[Reminder], *, connection=None):
+    """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders).
+
+    Rendering creates the reconnect link (an invitation row): the sender does it inside the
+    transaction that marks these reminders as handed over, then sends outside it.
+    """
     reminder = reminders[0]
     token = reminder.token if reminder.token_id else reminder.grant.token
     assets = reminder_assets(reminders)
@@ -90,7 +99,7 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
         "SUPPORT_EMAIL": settings.SUPPORT_EMAIL,
         "HELP_CENTER_URL": settings.HELP_CENTER_URL,
     }
-    send_templated_email(
+    return templated_email(
         "reminder",
         context,
         [reminder.recipient_email],

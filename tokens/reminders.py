@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import DatabaseError, transaction
 from django.db import connection as db_connection
-from django.db import transaction
-from django.db.models import Case, DateTimeField, F, PositiveIntegerField, Q, Value, When
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import outage
@@ -339,7 +339,8 @@ def plan_reminders(now: datetime | None = None) -> PlanResult:
 
 def _with_subjects(queryset):
     return queryset.select_related(
-        "client", "recipient_contact", "token__client", "token__granted_by", "grant__asset", "grant__token__client"
+        "client", "recipient_contact", "token__client", "token__granted_by", "token__configuration",
+        "grant__asset", "grant__token__client",
     ).defer("token__value", "grant__token__value")  # never needed: a token is never put in an email
 
 
@@ -557,7 +558,7 @@ def send_due_reminders(
     *, now: datetime | None = None, limit: int | None = None, worker: str = "", task_id: str = ""
 ) -> SendResult:
     """Claim one batch of due reminders and send it over one mail connection."""
-    from .emails import send_reminder_email
+    from .emails import reminder_email
 
     now = now or timezone.now()
     limit = limit or settings.REMINDER_BATCH_SIZE
@@ -576,7 +577,7 @@ def send_due_reminders(
     )
     stale = stale_reminders(reminders, now)
     result.cancelled = _cancel(stale, now)
-    batch = Batch(claim_id, get_connection(), send_reminder_email, result, held=len(reminders) - len(stale))
+    batch = Batch(claim_id, get_connection(), reminder_email, result, renewed_at=now)
     try:
         batch.connection.open()
     except Exception as exc:
@@ -586,6 +587,7 @@ def send_due_reminders(
         for group in group_reminders([r for r in reminders if r.pk not in stale]):
             if not batch.send(group):
                 break
+        batch.finish()
     finally:
         batch.close()
     return result
@@ -613,74 +615,101 @@ def _sent_event(reminder: Reminder, email: list[int]) -> TokenEvent:
 
 @dataclass
 class Batch:
-    """One sender's claimed batch on one mail connection."""
+    """One sender's claimed batch on one mail connection.
+
+    Per message, one transaction records the previous message as sent (with its audit rows),
+    marks this one as handed over, renews the whole claim and renders this message (which creates
+    its reconnect link); the message then goes to the mail server outside any transaction. So at
+    every instant at most one message is delivered-but-unrecorded or handed-over-but-unknown (the
+    in-doubt message of D9), and a message costs one commit (decisions.md D68).
+    """
 
     claim_id: str
     connection: object
-    send_email: object
+    build_email: object
     result: SendResult
-    held: int  # rows of the claim still ours and not yet settled
+    renewed_at: datetime  # when the whole claim's lease was last renewed
+    delivered: list[Reminder] = field(default_factory=list)  # accepted by the server, not yet recorded
 
-    def _mark_started(self, pks: list[int]) -> list[int]:
-        """Mark these rows as handed over and renew the whole claim, in one statement (D65)."""
+    def _mark_started(self, group: list[Reminder]) -> list[Reminder]:
+        """Mark these rows as handed over (their lease renewed with them); renew the rest now and then (D65).
+
+        The rest of the claim is renewed when a quarter of the lease has gone by since the last
+        renewal: one extra statement every 15 s, not a rewrite of the whole batch per message.
+        """
         now = timezone.now()
+        pks = [reminder.pk for reminder in group]
         ours = Reminder.objects.filter(claimed_by=self.claim_id, status=Reminder.Status.SENDING)
-        held = ours.update(
-            claimed_at=now,
-            send_started_at=Case(
-                When(pk__in=pks, then=Value(now)), default=F("send_started_at"), output_field=DateTimeField()
-            ),
-            attempts=Case(
-                When(pk__in=pks, then=F("attempts") + 1), default=F("attempts"), output_field=PositiveIntegerField()
-            ),
-        )
-        if held == self.held:
-            return pks
-        # Part of the claim was taken over (a lease ran out under us): send only what is still ours.
-        self.held = held
-        return list(ours.filter(pk__in=pks).values_list("pk", flat=True))
+        if now - self.renewed_at > timedelta(seconds=settings.REMINDER_LEASE_SECONDS / 4):
+            ours.update(claimed_at=now)
+            self.renewed_at = now
+        started = ours.filter(pk__in=pks).update(claimed_at=now, send_started_at=now, attempts=F("attempts") + 1)
+        if started != len(pks):
+            # Part of the claim was taken over (a lease ran out under us): send only what is still ours.
+            still = set(ours.filter(pk__in=pks, send_started_at=now).values_list("pk", flat=True))
+            group = [reminder for reminder in group if reminder.pk in still]
+        return group
 
     def send(self, group: list[Reminder]) -> bool:
         """Send one email; False when the mail server can't be used (the batch stops there)."""
-        still = set(self._mark_started([reminder.pk for reminder in group]))
-        group = [reminder for reminder in group if reminder.pk in still]
-        if not group:
+        error = message = None
+        with transaction.atomic():
+            self._record_delivered()
+            group = self._mark_started(group)
+            if not group:
+                return True
+            try:
+                message = self.build_email(group, connection=self.connection)
+            except DatabaseError:
+                raise
+            except Exception as exc:  # a template or a link that can't be made: this message only
+                error = exc
+        if message is not None:
+            try:
+                self.connection.send_messages([message])
+            except Exception as exc:
+                error = exc
+        if error is None:
+            self.delivered = group
             return True
-        pks = [reminder.pk for reminder in group]
-        self.held -= len(group)
-        try:
-            self.send_email(group, connection=self.connection)
-        except Exception as exc:
-            kind = outage.classify(exc)
-            if kind == outage.OUTAGE:
-                self.held += len(group)
-                _stop_batch(self.claim_id, exc, self.result)
-                return False
-            logger.warning("Reminder(s) %s failed (%s): %s", pks, kind, type(exc).__name__)
-            now = timezone.now()
-            for reminder in group:
-                status = _record_failure(
-                    reminder, self.claim_id, f"{type(exc).__name__}: {exc}", now, counted=kind != outage.DEFERRED
-                )
-                self.result.failed += status == Reminder.Status.FAILED
-                self.result.retried += status == Reminder.Status.PENDING
-            return self._reopen()
-        self._record_sent(group)
-        return True
+        return self._failed(group, error)
 
-    def _record_sent(self, group: list[Reminder]) -> None:
+    def _failed(self, group: list[Reminder], error: BaseException) -> bool:
+        kind = outage.classify(error)
+        if kind == outage.OUTAGE:
+            _stop_batch(self.claim_id, error, self.result)
+            return False
         pks = [reminder.pk for reminder in group]
+        logger.warning("Reminder(s) %s failed (%s): %s", pks, kind, type(error).__name__)
         now = timezone.now()
-        with transaction.atomic():  # one commit for the outcome and its audit entries
-            Reminder.objects.filter(pk__in=pks, claimed_by=self.claim_id, status=Reminder.Status.SENDING).update(
-                status=Reminder.Status.SENT, sent_at=now, last_error=""  # claimed_by kept: who sent it
+        for reminder in group:
+            status = _record_failure(
+                reminder, self.claim_id, f"{type(error).__name__}: {error}", now, counted=kind != outage.DEFERRED
             )
-            TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in group])
+            self.result.failed += status == Reminder.Status.FAILED
+            self.result.retried += status == Reminder.Status.PENDING
+        return self._reopen()
+
+    def _record_delivered(self) -> None:
+        """The message the server accepted last: sent, with its audit rows (inside the caller's transaction)."""
+        group, self.delivered = self.delivered, []
+        if not group:
+            return
+        pks = [reminder.pk for reminder in group]
+        Reminder.objects.filter(pk__in=pks, claimed_by=self.claim_id, status=Reminder.Status.SENDING).update(
+            status=Reminder.Status.SENT, sent_at=timezone.now(), last_error=""  # claimed_by kept: who sent it
+        )
+        TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in group])
         if not self.result.messages:
             outage.record_delivery()  # the first delivery of a batch reopens the gate after an outage
         self.result.messages += 1
         self.result.sent += len(group)
         self.result.sent_ids.extend(pks)
+
+    def finish(self) -> None:
+        if self.delivered:
+            with transaction.atomic():
+                self._record_delivered()
 
     def _reopen(self) -> bool:
         """A refused message may leave the SMTP session in any state: start a fresh one."""

@@ -348,22 +348,28 @@ def kill(args, senders: int) -> dict:
     smtp = SmtpServer(args.smtp_processes)
     processes = start_senders(senders, smtp.port, until_empty=False)
     wait_for(lambda: smtp.received.value >= args.kill_after)
+    from tokens.models import Reminder
+
+    dead = f"bench0@bench:{processes[0].pid}:"
     os.kill(processes[0].pid, signal.SIGKILL)
     killed_at = time.monotonic()
     processes[0].join()
-    # The worker comes back under the same node name (its process manager restarts it).
-    replacement = start_senders(1, smtp.port, until_empty=False, prefix="bench")[0]
-    from tokens.models import Reminder
-
+    held = Reminder.objects.filter(status="sending", claimed_by__startswith=dead).count()
+    # The worker comes back under the same node name (its process manager restarts it), or
+    # (--no-restart) the other senders find its claim when the lease runs out.
+    replacement = start_senders(1, smtp.port, until_empty=False, prefix="bench")[0] if args.restart else None
+    wait_for(lambda: not Reminder.objects.filter(status="sending", claimed_by__startswith=dead).exists())
+    released = time.monotonic() - killed_at
     wait_for(lambda: not Reminder.objects.exclude(status="sent").exists())
     recovered = time.monotonic() - killed_at
-    for process in [*processes[1:], replacement]:
+    for process in [*processes[1:], *([replacement] if replacement else [])]:
         os.kill(process.pid, signal.SIGTERM)
         process.join()
     seen = smtp.stop()
     return {"senders": senders, "reminders": due, "received": sum(seen.values()),
             "twice": sum(c > 1 for c in seen.values()), "missing": due - len(seen),
-            "recovered_s": recovered, "statuses": dict(statuses())}
+            "held_by_the_dead_sender": held, "released_s": round(released, 2),
+            "all_delivered_s": round(recovered, 1), "statuses": dict(statuses())}
 
 
 def outage(args, senders: int) -> dict:
@@ -381,15 +387,18 @@ def outage(args, senders: int) -> dict:
     time.sleep(args.down_seconds)  # the outage itself (a benchmark, not a test)
     gate = MailOutage.objects.filter(pk=1).first()
     tries = gate.failures if gate else 0  # connection attempts during the outage: one per gate opening
+    at_up = smtp.received.value
     smtp.up()
-    recovered = wait_for(lambda: not Reminder.objects.exclude(status="sent").exists())
+    first = wait_for(lambda: smtp.received.value > at_up)  # the next probe after the server is back
+    recovered = wait_for(lambda: not Reminder.objects.exclude(status="sent").exists()) + first
     for process in processes:
         os.kill(process.pid, signal.SIGTERM)
         process.join()
     seen = smtp.stop()
     return {"senders": senders, "reminders": due, "received": sum(seen.values()),
             "twice": sum(c > 1 for c in seen.values()), "missing": due - len(seen),
-            "tries_during_outage": tries, "recovered_s": recovered,
+            "tries_during_outage": tries, "first_delivery_after_up_s": round(first, 1),
+            "all_delivered_after_up_s": round(recovered, 1),
             "statuses": dict(statuses())}
 
 
@@ -402,6 +411,8 @@ def main() -> None:
     parser.add_argument("--smtp-processes", type=int, default=2)
     parser.add_argument("--kill-after", type=int, default=500, help="messages delivered before the fault")
     parser.add_argument("--down-seconds", type=float, default=20.0)
+    parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True,
+                        help="kill: the killed sender's node starts again (else the lease runs out)")
     parser.add_argument("--outage-base", type=int, default=2)
     parser.add_argument("--outage-cap", type=int, default=8)
     args = parser.parse_args()

@@ -93,3 +93,19 @@ def test_a_crashing_chunk_shows_the_error_and_its_tokens_are_checked_by_a_chunk_
 
     run.refresh_from_db()
     assert (run.status, run.items_done, run.requeues) == ("finished", 1, 1)
+
+
+def test_redis_hands_a_message_back_only_after_any_task_could_have_finished_and_a_chunk_keeps_its_lease(settings):
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    limits = [
+        task.time_limit or settings.CELERY_TASK_TIME_LIMIT for name, task in app.tasks.items() if "." in name
+    ]  # fmt: skip
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+    if visibility is not None:  # Redis; the filesystem transport has none
+        assert max(limits) < visibility <= max(limits) + 120
+    assert tasks.check_token_chunk.time_limit < settings.SWEEP_CHUNK_LEASE_SECONDS
+    assert tasks.check_token_chunk.soft_time_limit < tasks.check_token_chunk.time_limit
+    assert tasks.check_token_chunk.soft_time_limit > settings.SWEEP_CHUNK_BUDGET_SECONDS
+    assert settings.CELERY_BEAT_SCHEDULE["tokens-reap-sweeps"]["task"] == "tokens.reap_sweeps"

@@ -653,17 +653,24 @@ class Batch:
     def send(self, group: list[Reminder]) -> bool:
         """Send one email; False when the mail server can't be used (the batch stops there)."""
         error = message = None
-        with transaction.atomic():
-            self._record_delivered()
-            group = self._mark_started(group)
-            if not group:
-                return True
-            try:
-                message = self.build_email(group, connection=self.connection)
-            except DatabaseError:
-                raise
-            except Exception as exc:  # a template or a link that can't be made: this message only
-                error = exc
+        delivered = self.delivered
+        try:
+            with transaction.atomic():
+                self._record_delivered()
+                group = self._mark_started(group)
+                if not group:
+                    return True
+                try:
+                    message = self.build_email(group, connection=self.connection)
+                except DatabaseError:
+                    raise
+                except Exception as exc:  # a template or a link that can't be made: this message only
+                    error = exc
+        except DatabaseError:
+            # Rolled back with this message's mark: the one before was delivered all the same.
+            self.delivered = delivered
+            self.finish()
+            raise
         if message is not None:
             try:
                 self.connection.send_messages([message])

@@ -331,3 +331,29 @@ def test_senders_claim_disjoint_batches():
 )
 def test_what_a_failure_says_about_the_mail_server(error, kind):
     assert outage.classify(error) == kind
+
+
+def test_a_database_error_while_preparing_a_message_keeps_the_one_before_recorded_as_sent(monkeypatch):
+    from django.db import DatabaseError
+
+    from tokens import emails
+
+    due_tokens(2)
+    real = emails.reminder_email
+    calls = []
+
+    def second_fails(group, **kwargs):
+        calls.append(group)
+        if len(calls) == 2:
+            raise DatabaseError("the invitation could not be stored")
+        return real(group, **kwargs)
+
+    monkeypatch.setattr(emails, "reminder_email", second_fails)
+    with time_machine.travel(NOW, tick=False):
+        plan_reminders()
+        with pytest.raises(DatabaseError):
+            send_due_reminders()
+    first, second = Reminder.objects.order_by("pk")
+    assert (first.status, second.status) == ("sent", "sending")  # the second: handed back by its lease
+    assert second.send_started_at is None  # never handed over: no attempt, not in doubt
+    assert len(mail.outbox) == 1

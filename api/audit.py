@@ -10,7 +10,9 @@ attribute it to (the access log has it).
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from common.logs import current_request_id
@@ -19,6 +21,7 @@ from . import credentials
 from .models import ApiUse
 
 logger = logging.getLogger(__name__)
+PRUNE_BATCH = 5000  # rows per DELETE: each statement short, whatever the backlog
 
 
 def about(request, *, client_id: int | None = None, asset_meta_id: str | None = None) -> None:
@@ -44,3 +47,12 @@ def record(request, response, action: str) -> ApiUse | None:
     if status < 400 or status == 409:
         credentials.note_use(credential, now)
     return use
+
+
+def prune(now: datetime | None = None) -> int:
+    """Delete uses older than API_USE_RETENTION_DAYS, in batches (beat, daily). Returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.API_USE_RETENTION_DAYS)
+    deleted = 0
+    while ids := list(ApiUse.objects.filter(at__lt=cutoff).order_by("at").values_list("pk", flat=True)[:PRUNE_BATCH]):
+        deleted += ApiUse.objects.filter(pk__in=ids).delete()[0]
+    return deleted

@@ -539,6 +539,13 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- api (the provider's API, /api/v1/) -------------------------------------------------------
+# One audit row per request by a known credential; kept this long (the client page shows the last).
+API_USE_RETENTION_DAYS = env.int("API_USE_RETENTION_DAYS", default=90)
+CELERY_BEAT_SCHEDULE.update(
+    {"api-prune-uses": {"task": "api.prune_uses", "schedule": 86400.0, "options": {"expires": 3600}}}
+)
+
 # --- console (the staff admin): two factors, lockout, roles (docs/decisions.md D80-D82) ---------
 # Every admin URL needs a TOTP code given at login. Only the demo may switch it off; production
 # refuses to start without it (config/checks.py).

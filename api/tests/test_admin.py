@@ -75,3 +75,23 @@ def test_the_client_page_shows_its_api_use(admin_client):
     assert "999" not in section
     listing = admin_client.get(f"/admin/api/apiuse/?client__id__exact={acme.pk}")
     assert listing.status_code == 200 and "100200300" in listing.content.decode()
+
+
+def test_uses_older_than_the_retention_are_pruned_in_batches(settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from api import audit
+
+    settings.API_USE_RETENTION_DAYS = 30
+    monkeypatch.setattr(audit, "PRUNE_BATCH", 2)
+    credential, _ = create_credential("Publisher", ["tokens:read"])
+    now = timezone.now()
+    for days in (40, 35, 31, 29, 1):
+        ApiUse.objects.create(credential=credential, action="asset_token", method="GET", status_code=200,
+                              outcome="ok", at=now - timedelta(days=days))
+
+    assert audit.prune(now) == 3
+    assert audit.prune(now) == 0  # a second run changes nothing
+    assert ApiUse.objects.count() == 2

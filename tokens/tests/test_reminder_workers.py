@@ -227,3 +227,30 @@ def test_two_hours_without_a_mail_server_every_reminder_still_due_goes_out_once_
         "Access is ending for 1 client connection with nobody to tell",
     ]
     assert MailOutage.objects.get().failures == 0
+
+
+def test_many_due_reminders_are_sent_by_several_workers_at_once_each_exactly_once(
+    start_workers, stalling_server  # noqa: F811
+):
+    controller, handler = stalling_server
+    handler.stall_at = 0  # holds nothing
+    expected = due_reminders(120)
+    env = {
+        "EMAIL_URL": f"smtp://{controller.hostname}:{controller.port}",
+        "REMINDER_BATCH_SIZE": "10",
+        "REMINDER_SENDERS": "3",
+    }
+    queue = start_workers(3, env)
+    from config.celery import app
+
+    def ready() -> int:
+        return sum(queue in name for reply in app.control.ping(timeout=0.5) for name in reply)
+
+    wait_until(lambda: ready() == 3, "the three workers to answer")
+    tasks.dispatch_reminders.apply_async(queue=queue).get(timeout=RECOVERY_SECONDS)  # one beat
+
+    wait_until(lambda: not Reminder.objects.exclude(status="sent").exists(), "every reminder sent")
+    delivered = Counter(handler.reminder_ids)
+    assert set(delivered) == expected and set(delivered.values()) == {1}
+    nodes = {claim.split(":")[0] for claim in Reminder.objects.values_list("claimed_by", flat=True)}
+    assert len(nodes) >= 2  # the batches were shared by the workers, not sent by one chain

@@ -213,3 +213,33 @@ def test_every_proxied_call_is_audited_without_its_query(world, proxy):
     assert (use.action, use.client_id, use.asset_meta_id, use.status_code, use.outcome) == (
         "graph_proxy", acme.pk, PAGE, 200, "ok"
     )
+
+
+def test_a_proxied_call_costs_the_same_queries_whatever_the_asset_batch_or_grants(world, credential_factory):
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from testsupport.factories import make_grant, make_token
+    from tokens.models import Asset
+
+    _, acme, _ = world
+    page = Asset.objects.get(meta_id=PAGE)
+    for _ in range(20):  # old user tokens on the same Page: not read one by one
+        make_grant(make_token(acme), page)
+    _, secret = credential_factory("Counted", [Scope.GRAPH_PROXY])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    batch = json.dumps([{"method": "GET", "relative_url": f"{PAGE}?fields=id"}] * 3)
+    calls = [
+        lambda: client.get(f"/api/v1/graph/{PAGE}", {"fields": "id"}, HTTP_X_PORTAL_ASSET=PAGE),  # last_used_at
+        lambda: client.get(f"/api/v1/graph/{PAGE}", {"fields": "id"}, HTTP_X_PORTAL_ASSET=PAGE),
+        lambda: client.get(f"/api/v1/graph/act_{AD_ACCOUNT}", {"fields": "id"}, HTTP_X_PORTAL_ASSET=AD_ACCOUNT),
+        lambda: client.post("/api/v1/graph/", {"batch": batch}, HTTP_X_PORTAL_ASSET=PAGE),
+    ]
+    counts = []
+    for call in calls:
+        with CaptureQueriesContext(connection) as queries:
+            assert call().status_code == 200
+        counts.append(len(queries))
+    # The credential, its two limits, the grants and the chosen value (tokens.selection), the audit row.
+    assert counts == [7, 6, 6, 6]

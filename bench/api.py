@@ -138,7 +138,7 @@ def run_proxy(args) -> dict:
 
     django.setup()
     from django.conf import settings
-    from sweep import free_port, start_simulator
+    from sweep import _process_cpu_s, free_port, start_simulator
 
     from simulator import core
 
@@ -173,12 +173,14 @@ def run_proxy(args) -> dict:
         for _ in range(args.warmup):
             direct(), proxied()
         direct_ms, proxy_ms = [], []
+        portal_cpu, meta_cpu, load = _process_cpu_s(portal.pid), _process_cpu_s(simulator.pid), os.getloadavg()[0]
         for _ in range(args.calls):
             for call, out in ((direct, direct_ms), (proxied, proxy_ms)):
                 started = time.perf_counter()
                 answer = call()
                 out.append((time.perf_counter() - started) * 1000)
                 assert answer.status_code == 200, answer.text[:200]
+        portal_cpu, meta_cpu = _process_cpu_s(portal.pid) - portal_cpu, _process_cpu_s(simulator.pid) - meta_cpu
         assert proxied().content == direct().content  # the same bytes
         overhead = [p - d for p, d in zip(proxy_ms, direct_ms, strict=True)]
         return {
@@ -190,7 +192,10 @@ def run_proxy(args) -> dict:
             "overhead median ms": statistics.median(proxy_ms) - statistics.median(direct_ms),
             "overhead p99 ms": percentile(proxy_ms, 99) - percentile(direct_ms, 99),
             "paired overhead median ms": statistics.median(overhead),
-            "queries per proxied call (3 assets, batch)": queries,
+            "portal CPU ms per proxied call": 1000 * portal_cpu / args.calls,
+            "simulator CPU ms per call": 1000 * meta_cpu / (2 * args.calls),
+            "load average (start, end)": f"{load:.1f}, {os.getloadavg()[0]:.1f}",
+            "queries per proxied call (2 Pages, a batch)": queries,
         }
     finally:
         for process in (portal, simulator):

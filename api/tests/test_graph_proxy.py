@@ -243,3 +243,22 @@ def test_a_proxied_call_costs_the_same_queries_whatever_the_asset_batch_or_grant
         counts.append(len(queries))
     # The credential, its two limits, the grants and the chosen value (tokens.selection), the audit row.
     assert counts == [7, 6, 6, 6]
+
+
+def test_neither_the_token_nor_its_proof_is_logged_or_answered(world, proxy, caplog):
+    import logging
+
+    meta, _, token = world
+    caplog.set_level(logging.DEBUG)
+    answers = [
+        through_proxy(proxy, "GET", PAGE, params={"fields": "id"}),
+        through_proxy(proxy, "GET", PAGE, params={"fields": "nope"}),  # Meta's error
+        through_proxy(proxy, "POST", "", data={"batch": json.dumps([{"method": "GET", "relative_url": "me"}])}),
+    ]
+    # The portal's records; the simulator's own (it stands where Meta's servers are) are Meta's business.
+    ours = [record for record in caplog.records if "/simulator/" not in record.getMessage()]
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in ours)
+    assert "/api/v1/graph/" in logged  # the access records were heard
+    for secret in (token.value, meta.proof(token.value)):
+        assert secret not in logged
+        assert all(secret not in answer.text and secret not in str(answer.headers) for answer in answers)

@@ -95,4 +95,4 @@ class Recipient(models.Model):
         indexes = [models.Index(fields=["campaign", "status"], name="recipient_campaign_status_idx")]
 
     def __str__(self) -> str:
-        return f"{self.email or 'nobody'} for {self.client_id} in campaign {self.campaign_id}"
+        return f"{self.email or 'nobody'} for {self.client.name}"

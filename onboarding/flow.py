@@ -281,10 +281,20 @@ def choose_business(info, refs, me: dict | None, client: ClientBusiness) -> Busi
         return BusinessChoice(problem="ambiguous_business")
     business_id = next(iter(candidates), None)
     if business_id and client.meta_business_id and client.meta_business_id != business_id:
-        return BusinessChoice(problem="different_business")
+        return BusinessChoice(business_id, "different_business")
     if business_id and ClientBusiness.objects.filter(meta_business_id=business_id).exclude(pk=client.pk).exists():
-        return BusinessChoice(problem="business_taken")
+        return BusinessChoice(business_id, "business_taken")
     return BusinessChoice(business_id)
+
+
+def chosen_by_name(business_id: str | None, refs) -> str:
+    """What the person chose, by name, for their page: the business as ``/me/businesses`` names it, else
+    the assets they selected (a system user's token names no business); "" when Meta named nothing."""
+    name = next((ref.name for ref in refs if ref.kind == "business" and str(ref.meta_id) == business_id
+                 and ref.name), "")  # fmt: skip
+    if name:
+        return name
+    return ", ".join(sorted({ref.name for ref in refs if ref.kind != "business" and ref.name})[:3])
 
 
 def without_other_clients_assets(granted: list, client: ClientBusiness, business_id: str | None) -> list:
@@ -381,7 +391,9 @@ def complete_callback(attempt: LoginAttempt, params, graph) -> LoginAttempt:
         return refuse(attempt, "asset_listing_failed", graph, value, info, error=error)
     choice = choose_business(info, refs, me, attempt.client)
     if choice.problem:
-        return refuse(attempt, choice.problem, graph, value, info)
+        chosen = chosen_by_name(choice.business_id, refs)
+        return refuse(attempt, choice.problem, graph, value, info,
+                      params={"error_description": chosen})  # the name the page shows
     granted = without_other_clients_assets(
         granted_assets(info.granular_scopes, refs), attempt.client, choice.business_id
     )

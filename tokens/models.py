@@ -124,7 +124,8 @@ class AccessToken(StatusTransitionsMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} token #{self.pk} for {self.client_id}"
+        # Staff read names, not ids (the admin's titles, breadcrumbs and log); the id stays a detail.
+        return f"{self.get_kind_display()} token #{self.pk} for {self.client.name if self.client_id else 'no client'}"
 
     def save(self, *args, **kwargs):
         if self.value:

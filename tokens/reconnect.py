@@ -260,6 +260,12 @@ def reconnect_assets(
 
     current = _current_grants(client_id, [a.pk for a in known if a.client_id == client_id]) if client_id else {}
     existing = AccessToken.objects.filter(fingerprint=crypto.fingerprint(value)).first()
+    if existing is not None and client_id is not None and existing.client_id != client_id:
+        raise ReconnectRefused(409, "token_of_another_client", "This token is stored for a different client than "
+                               "the one these assets belong to: nothing was moved.")  # fmt: skip
+    if existing is not None and not existing.is_live():
+        raise ReconnectRefused(422, "token_replaced", f"This token is {existing.get_status_display().lower()} in "
+                               "the portal already: send the newest token. Nothing was moved.")  # fmt: skip
     configuration = _configuration(current, kind, existing, configuration_ids)
     outcomes: list[AssetOutcome] = []
     movable = False

@@ -227,3 +227,23 @@ def test_reconnecting_a_client_that_needed_it_makes_it_active_and_is_audited(wor
     use = ApiUse.objects.get(action="reconnect")
     assert (use.client_id, use.status_code) == (acme.pk, 200)
     assert TokenEvent.objects.filter(kind="reconnected", actor="api:Publisher").exists()
+
+
+def test_a_token_the_portal_already_replaced_is_refused(world):
+    meta, api, acme, old = world
+    newer = new_token(meta, asset_ids=[PAGE_1])
+    assert statuses(post(api, {"access_token": newer, "asset_ids": [PAGE_1]})) == {PAGE_1: "moved"}
+    before = snapshot()
+    # The old token (superseded now) is still valid at Meta: sending it again moves nothing back.
+    error = assert_error(post(api, {"access_token": old.value, "asset_ids": [PAGE_1]}), 422, "token_replaced")
+    assert "superseded" in error["message"] and snapshot() == before
+
+
+def test_a_token_stored_for_another_client_gives_this_client_nothing(world):
+    meta, api, acme, old = world
+    bistro_token = AccessToken.objects.get(client__name="Bistro Nord")
+    before = snapshot()
+    response = post(api, {"access_token": bistro_token.value, "asset_ids": [PAGE_1, BISTRO_PAGE]})
+    # The token covers Bistro's Page only: Acme's asset is another client's for it, nothing moves.
+    assert statuses(response) == {PAGE_1: "other_client", BISTRO_PAGE: "already_current"}
+    assert snapshot() == before

@@ -102,6 +102,8 @@ def test_a_refused_business_has_its_stray_grant_removed_at_meta_and_the_retry_co
     attempt = LoginAttempt.objects.get()
     assert attempt.failure_kind == "different_business" and attempt.stray_revoked_at is not None
     assert "This is a different business" in page and "We have removed the access" in page
+    assert "This invitation is for Acme Bakery." in page and "you chose Bistro Nord Page 1" in page  # names, not ids
+    assert BISTRO not in page
     stray = SimToken.objects.get(business__business_id=BISTRO, type="SYSTEM_USER")
     assert stray.invalid_subcode == 458  # the app was removed for Bistro's system user
     assert AccessToken.objects.count() == 0

@@ -231,6 +231,8 @@ def test_an_operator_starts_a_campaign_in_the_console_and_follows_it(client, con
     make_contact(make_token(acme, configuration=config, status="invalid").client, "ana@acme.test")
     sign_in(client, make_staff("olga", OPERATOR))
 
+    first_screen = client.get("/admin/").content.decode()
+    assert 'id="open-campaign"' in first_screen and "/admin/campaigns/campaign/add/" in first_screen
     assert client.get("/admin/campaigns/campaign/add/").status_code == 200
     response = client.post("/admin/campaigns/campaign/add/", {
         "name": "Broken tokens", "kind": "reconnect", "selection": "invalid_tokens", "days": "30",
@@ -256,6 +258,7 @@ def test_a_viewer_reads_campaigns_but_starts_reminds_and_closes_none(client, con
     start()
     campaign = Campaign.objects.get()
     sign_in(client, make_staff("vera", VIEWER))
+    assert 'id="open-campaign"' not in client.get("/admin/").content.decode()
     assert client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").status_code == 200
     assert client.get("/admin/campaigns/campaign/add/").status_code == 403
     assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/close/").status_code == 403

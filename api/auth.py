@@ -81,22 +81,30 @@ def require_credential() -> ServiceCredentialAuth:
     return ServiceCredentialAuth(None)
 
 
+def _limit_ids(credential: ServiceCredential, relation: str, column: str) -> frozenset[int] | None:
+    """The ids a credential is limited to through ``relation``, or None for no limit; kept on the object.
+
+    ``api.credentials.find_credential`` says with the row whether there is a limit at all
+    (``has_<relation>_limits``), so an unlimited credential costs no query here.
+    """
+    cached = f"_allowed_{relation}"
+    if not hasattr(credential, cached):
+        ids = frozenset()
+        if getattr(credential, f"has_{relation}_limits", True):
+            through = getattr(ServiceCredential, f"{relation}s").through
+            ids = frozenset(through.objects.filter(servicecredential_id=credential.pk).values_list(column, flat=True))
+        setattr(credential, cached, ids or None)
+    return getattr(credential, cached)
+
+
 def allowed_client_ids(credential: ServiceCredential) -> frozenset[int] | None:
-    """The clients it is limited to, or None for every client (one query, then kept on the object)."""
-    if not hasattr(credential, "_allowed_client_ids"):
-        ids = frozenset(credential.clients.through.objects.filter(servicecredential_id=credential.pk)
-                        .values_list("clientbusiness_id", flat=True))
-        credential._allowed_client_ids = ids or None
-    return credential._allowed_client_ids
+    """The clients it is limited to, or None for every client."""
+    return _limit_ids(credential, "client", "clientbusiness_id")
 
 
 def allowed_configuration_ids(credential: ServiceCredential) -> frozenset[int] | None:
     """The login configurations whose tokens it may use, or None for all of them."""
-    if not hasattr(credential, "_allowed_configuration_ids"):
-        ids = frozenset(credential.configurations.through.objects.filter(servicecredential_id=credential.pk)
-                        .values_list("loginconfiguration_id", flat=True))
-        credential._allowed_configuration_ids = ids or None
-    return credential._allowed_configuration_ids
+    return _limit_ids(credential, "configuration", "loginconfiguration_id")
 
 
 def may_see_client(credential: ServiceCredential, client_id: int | None) -> bool:

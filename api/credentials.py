@@ -12,6 +12,8 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .models import ServiceCredential
@@ -20,6 +22,7 @@ SECRET_PREFIX = "svc_"
 HINT_LENGTH = 10  # "svc_" and six characters: enough to tell two apart, far too few to use
 # last_used_at is written at most once a minute per credential: not a write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_EXISTS = "EXISTS (SELECT 1 FROM {table} WHERE {table}.servicecredential_id = api_servicecredential.id)"
 
 
 def new_secret() -> str:
@@ -54,7 +57,12 @@ def find_credential(secret: str) -> ServiceCredential | None:
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 100:
         return None
     digest = hash_secret(secret)
-    credential = ServiceCredential.objects.filter(secret_hash=digest).first()
+    # Whether it is limited at all comes with the row, so an unlimited credential costs this one query
+    # (raw EXISTS: Django's Exists() costs a millisecond of compiling per request, D46).
+    exists = {relation: RawSQL(_EXISTS.format(table=getattr(ServiceCredential, f"{relation}s").through._meta.db_table),
+                               (), output_field=BooleanField()) for relation in ("client", "configuration")}
+    credential = next(iter(ServiceCredential.objects.filter(secret_hash=digest).order_by().annotate(
+        has_client_limits=exists["client"], has_configuration_limits=exists["configuration"])[:1]), None)
     # The lookup is by an index on the hash; compare again in constant time for good measure.
     if credential is None or not hmac.compare_digest(credential.secret_hash, digest):
         return None

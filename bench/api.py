@@ -12,8 +12,15 @@ Parts (``--part``; each is one function, ``run_<part>``, reporting a dict of fig
   ``/api/v1/graph/...`` (bearer credential, ``X-Portal-Asset``), one call at a time, so both see the
   same machine; median and p99 of each and of the difference. Then the database queries of one
   proxied call, counted in this process for several assets and a batch (they must not vary).
-- ``token``: requests/s of ``GET /api/v1/assets/{id}/token`` — the API helper's part; add it as
-  ``run_token`` and list it in ``PARTS``.
+- ``token``: requests/s of ``GET /api/v1/assets/{id}/token``. The portal under gunicorn against
+  PostgreSQL (and Redis for the rate-limit counters, limits set out of reach); ``--assets`` assets,
+  each granted to a user token and to a system-user token of its client (plus a granular one for
+  every tenth, asked for by purpose); ``--clients`` client processes of ``--threads`` threads each
+  ask for random assets for ``--seconds``. Every answer must be a 200 with the system-user token.
+  Then the database queries of one lookup, counted in this process for a few assets (they must not
+  vary).
+
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/api.py --part token --seconds 20
 
 Everything the benchmark seeds is deleted first: use a database of its own.
 """
@@ -258,7 +265,144 @@ def run_proxy(args) -> dict:
                 process.wait(timeout=30)
 
 
-PARTS = {"proxy": run_proxy}
+def seed_tokens(assets: int) -> tuple[list[str], str]:
+    """Clients of 20 assets each, a user token and a system-user token on every asset; a reading credential."""
+    from api.credentials import create_credential
+    from api.models import ApiUse, Scope, ServiceCredential
+    from testsupport.factories import make_client, make_configuration
+    from tokens.models import AccessToken, Asset, AssetGrant, TokenEvent
+
+    ApiUse.objects.all().delete()
+    ServiceCredential.objects.all().delete()
+    TokenEvent.objects.all().delete()
+    AssetGrant.objects.all().delete()
+    AccessToken.objects.filter(parent__isnull=False).delete()
+    AccessToken.objects.all().delete()
+    Asset.objects.all().delete()
+    from django.apps import apps
+
+    for model in ("Invitation", "LoginAttempt", "ClientBusiness", "LoginConfiguration"):
+        apps.get_model("onboarding", model).objects.all().delete()
+    user_configuration, system_configuration = make_configuration("user"), make_configuration("system_user")
+    ids = []
+    for first in range(0, assets, 20):
+        client = make_client(f"Client {first}")
+        user = AccessToken.objects.create(client=client, configuration=user_configuration, kind="user",
+                                          value=f"EAAB-bench-user-{first}", scopes=["pages_show_list", "ads_read"])
+        system = AccessToken.objects.create(client=client, configuration=system_configuration, kind="system_user",
+                                            value=f"EAAB-bench-system-{first}", scopes=["pages_show_list", "ads_read"])
+        granular = AccessToken.objects.create(client=client, configuration=None, kind="granular_system_user",
+                                              parent=system, purpose="publishing", value=f"EAAB-bench-gran-{first}",
+                                              scopes=["pages_show_list"])
+        batch = [Asset(client=client, kind="page", meta_id=str(400_000_000 + n), name=f"Page {n}")
+                 for n in range(first, min(first + 20, assets))]
+        Asset.objects.bulk_create(batch)
+        AssetGrant.objects.bulk_create([AssetGrant(token=token, asset=asset) for asset in batch
+                                        for token in (user, system)]
+                                       + [AssetGrant(token=granular, asset=asset) for asset in batch[::10]])
+        ids += [asset.meta_id for asset in batch]
+    _, secret = create_credential("bench token reader", [Scope.TOKENS_READ])
+    from django.db import connection
+
+    if connection.vendor == "postgresql":  # the planner's statistics, as a live database has them
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE tokens_asset, tokens_assetgrant, tokens_accesstoken, api_servicecredential")
+    return ids, secret
+
+
+def count_lookup_queries(ids: list[str], secret: str) -> list[int]:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client.get(f"/api/v1/assets/{ids[0]}/token")  # last_used_at written: the next minute's lookups don't
+    counts = []
+    for meta_id, purpose in ((ids[1], None), (ids[len(ids) // 2], None), (ids[0], "publishing")):
+        with CaptureQueriesContext(connection) as queries:
+            answer = client.get(f"/api/v1/assets/{meta_id}/token", {"purpose": purpose} if purpose else {})
+        assert answer.status_code == 200, answer.content[:200]
+        counts.append(len(queries))
+    return counts
+
+
+def _token_client(args_tuple) -> tuple[int, list[float], int]:
+    """One client process: ``threads`` threads asking for random assets until the deadline."""
+    import random
+    import threading
+
+    import requests
+
+    url, secret, ids, threads, seconds, seed = args_tuple
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        session, chooser, mine = requests.Session(), random.Random(seed * 100 + n), []
+        headers = {"Authorization": f"Bearer {secret}"}
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            answer = session.get(f"{url}/api/v1/assets/{chooser.choice(ids)}/token", headers=headers, timeout=30)
+            mine.append((time.perf_counter() - started) * 1000)
+            if answer.status_code != 200 or answer.json()["kind"] != "system_user":
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return len(latencies), latencies, errors[0]
+
+
+def run_token(args) -> dict:
+    import multiprocessing
+
+    import django
+    import requests
+
+    django.setup()
+    from sweep import free_port
+
+    ids, secret = seed_tokens(args.assets)
+    queries = count_lookup_queries(ids, secret)
+    port = free_port()
+    portal = start_portal(port, "http://127.0.0.1:9/unused", args.server_workers)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        warm = requests.Session()
+        for meta_id in ids[: args.warmup]:
+            assert warm.get(f"{url}/api/v1/assets/{meta_id}/token", headers={"Authorization": f"Bearer {secret}"},
+                            timeout=30).status_code == 200
+        jobs = [(url, secret, ids, args.threads, args.seconds, n) for n in range(args.clients)]
+        started = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+            results = pool.map(_token_client, jobs)
+        elapsed = time.perf_counter() - started
+    finally:
+        portal.terminate()
+        portal.wait(timeout=30)
+    requests_done = sum(done for done, _, _ in results)
+    latencies = [value for _, values, _ in results for value in values]
+    return {
+        "assets": len(ids),
+        "gunicorn workers": args.server_workers,
+        "client processes x threads": f"{args.clients} x {args.threads}",
+        "lookups": requests_done,
+        "errors": sum(errors for _, _, errors in results),
+        "lookups per second": requests_done / elapsed,
+        "median ms": statistics.median(latencies),
+        "p99 ms": percentile(latencies, 99),
+        "queries per lookup (3 assets, one by purpose)": queries,
+    }
+
+
+PARTS = {"proxy": run_proxy, "token": run_token}
 
 
 def main() -> None:
@@ -267,6 +411,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="measured calls of each kind")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of each server")
+    parser.add_argument("--assets", type=int, default=2000, help="token: assets seeded")
+    parser.add_argument("--seconds", type=float, default=20.0, help="token: how long the clients ask")
+    parser.add_argument("--clients", type=int, default=2, help="token: client processes")
+    parser.add_argument("--threads", type=int, default=4, help="token: threads per client process")
     args = parser.parse_args()
     for name, run in PARTS.items():
         if args.part in (name, "all"):

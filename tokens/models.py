@@ -205,6 +205,9 @@ class Asset(models.Model):
                 violation_error_message="An asset of this kind with this Meta id already exists.",
             ),
         ]
+        # The API and the proxy find an asset by its Meta id alone (tokens.selection): the unique
+        # index above starts with the kind, so it can't serve that lookup.
+        indexes = [models.Index(fields=["meta_id"], name="asset_meta_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.name or self.meta_id}"

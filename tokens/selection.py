@@ -189,7 +189,7 @@ def working_token(
 
         grant = min(working, key=preference)[1]
         token = grant.token
-        token.value = AccessToken.objects.filter(pk=token.pk).values_list("value", flat=True).get()
+        token.value = AccessToken.objects.filter(pk=token.pk).order_by().values_list("value", flat=True).get()
         return Selection(token=token, grant=grant, asset=grant.asset, value=token.value,
                          scopes=effective_scopes(token), expires_at=token.expires_at,
                          access_ends_at=access_ends_at(token, grant))

@@ -12,9 +12,10 @@ from api.models import ApiUse, Scope
 from testsupport.factories import make_asset, make_client, make_grant, make_token
 
 PAGE_ID = "100200300"
-# Credential, its client and configuration limits, the grants, the chosen value, the audit row
-# (and last_used_at once a minute). The reconnect link, when one is due, adds the invitation's.
-MAX_QUERIES = 7
+# The credential (with whether it is limited), the grants, the chosen value, the audit row, and
+# last_used_at once a minute. A limited credential adds one per kind of limit; a reconnect link,
+# when one is due, adds the invitation's.
+MAX_QUERIES = 5
 
 
 def world(grants: int):

@@ -262,3 +262,15 @@ def test_neither_the_token_nor_its_proof_is_logged_or_answered(world, proxy, cap
     for secret in (token.value, meta.proof(token.value)):
         assert secret not in logged
         assert all(secret not in answer.text and secret not in str(answer.headers) for answer in answers)
+
+
+def test_calls_seeing_the_same_190_at_once_mark_and_tell_it_once(world, proxy):
+    from concurrent.futures import ThreadPoolExecutor
+
+    meta, _, token = world
+    meta.api.invalidate_token(token.value)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: through_proxy(proxy, "GET", PAGE, params={"fields": "id"}), range(4)))
+    assert {answer.status_code for answer in answers} <= {400, 409}  # Meta's 190, or no token works any more
+    assert TokenEvent.objects.filter(token=token, kind=TokenEvent.Kind.INVALIDATED).count() == 1
+    assert Event.objects.filter(type="connection.broken").count() == 1

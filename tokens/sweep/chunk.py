@@ -75,7 +75,7 @@ def fence(tokens: list[AccessToken], run: SweepRun | None, claim: str) -> set[in
     )
     if run is not None:
         owned = owned.filter(sweep_run_id=run.pk, sweep_pending=True)
-    return set(owned.select_for_update().values_list("pk", flat=True))
+    return set(owned.select_for_update().order_by("pk").values_list("pk", flat=True))  # one lock order
 
 
 def new_claim(task_id: str | None) -> str:

@@ -25,6 +25,10 @@ def world(grants: int):
         make_grant(make_token(acme), page)
     system = make_token(acme, kind="system_user", value="EAAB-the-system-user-token-value")
     make_grant(system, page)
+    granular = make_token(acme, kind="granular_system_user", parent=system, configuration=None, purpose="publishing")
+    make_grant(granular, page)
+    user = make_token(acme)
+    make_grant(make_token(acme, kind="page", parent=user, configuration=None), page)
     return system
 
 
@@ -39,11 +43,14 @@ def test_a_token_lookup_costs_the_same_queries_whatever_the_number_of_grants(gra
         first = client.get(f"/api/v1/assets/{PAGE_ID}/token")
     with django_assert_max_num_queries(MAX_QUERIES - 1):  # last_used_at is fresh: not written again
         second = client.get(f"/api/v1/assets/{PAGE_ID}/token")
+    with django_assert_max_num_queries(MAX_QUERIES - 1):
+        by_purpose = client.get(f"/api/v1/assets/{PAGE_ID}/token", {"purpose": "publishing"})
     credential.clients.set([make_client("Other")])
     with django_assert_max_num_queries(MAX_QUERIES - 1):
         hidden = client.get(f"/api/v1/assets/{PAGE_ID}/token")
 
     assert first.status_code == second.status_code == 200 and second.json()["kind"] == "system_user"
+    assert by_purpose.json()["kind"] == "granular_system_user"
     assert hidden.status_code == 404
 
 

@@ -367,7 +367,7 @@ def run_token(args) -> dict:
     import requests
 
     django.setup()
-    from sweep import free_port
+    from sweep import _process_cpu_s, free_port
 
     ids, secret = seed_tokens(args.assets)
     queries = count_lookup_queries(ids, secret)
@@ -380,10 +380,12 @@ def run_token(args) -> dict:
             assert warm.get(f"{url}/api/v1/assets/{meta_id}/token", headers={"Authorization": f"Bearer {secret}"},
                             timeout=30).status_code == 200
         jobs = [(url, secret, ids, args.threads, args.seconds, n) for n in range(args.clients)]
+        portal_cpu, load = _process_cpu_s(portal.pid), os.getloadavg()[0]
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
             results = pool.map(_token_client, jobs)
         elapsed = time.perf_counter() - started
+        portal_cpu, load = _process_cpu_s(portal.pid) - portal_cpu, (load + os.getloadavg()[0]) / 2
     finally:
         portal.terminate()
         portal.wait(timeout=30)
@@ -398,6 +400,8 @@ def run_token(args) -> dict:
         "lookups per second": requests_done / elapsed,
         "median ms": statistics.median(latencies),
         "p99 ms": percentile(latencies, 99),
+        "portal CPU ms per lookup (gunicorn processes)": 1000 * portal_cpu / max(requests_done, 1),
+        "load average during the run": load,
         "queries per lookup (3 assets, one by purpose)": queries,
     }
 

@@ -27,7 +27,7 @@ from ..signals import tokens_invalidated
 from . import decisions
 from .coverage import read_coverage
 from .runs import finish_if_done, record_outcomes
-from .state import ChunkResult, Coverage, GrantRow, TokenCheck
+from .state import Answers, ChunkResult, GrantRow, TokenCheck
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +129,11 @@ def check_tokens(
         client = graph_client()
 
     grants = _grants_by_token(tokens)
-    checks: dict[int, TokenCheck] = {}
-    coverage: dict[int, Coverage] = {}
-    throttled: dict[int, GraphError] = {}
+    answers = Answers()
+    checks, coverage, throttled = answers.checks, answers.coverage, answers.throttled
     # No transaction is open while Meta is asked: the answers are written together afterwards.
     try:
-        _ask(client, tokens, grants, checks, coverage, throttled, now, result, sleep, clock)
+        _ask(client, tokens, grants, answers, now, result, sleep=sleep, clock=clock)
     except SoftTimeLimitExceeded:
         logger.warning("Sweep chunk hit its soft time limit: the tokens not yet asked are deferred")
     # Whatever was not asked (out of time): due again by the next beat, still counted.
@@ -172,13 +171,14 @@ def check_tokens(
     return result
 
 
-def _ask(client, tokens, grants, checks, coverage, throttled, now, result, sleep, clock) -> None:
+def _ask(client, tokens, grants, answers: Answers, now, result: ChunkResult, *, sleep, clock) -> None:
     """Ask Meta about the tokens, 50 at a time, filling ``checks`` (and what each covers).
 
     Stops asking (the rest are deferred, not failed) on a rate limit, on usage near the
     budget, after SWEEP_OUTAGE_BATCHES batches in a row that Meta did not answer at all, and
     once the chunk's time budget is spent.
     """
+    checks = answers.checks
     stored = ciphertexts(tokens)
     businesses = _business_ids(tokens)
     stop: GraphError | None = None
@@ -231,8 +231,8 @@ def _ask(client, tokens, grants, checks, coverage, throttled, now, result, sleep
                     valid.append(token)
         if valid and stop is None:
             read, limited = read_coverage(client, valid, values, grants, result)
-            coverage.update(read)
-            throttled.update(limited)
+            answers.coverage.update(read)
+            answers.throttled.update(limited)
         if stop is None and outages >= settings.SWEEP_OUTAGE_BATCHES:
             # Meta is not answering at all: the rest wait for the next beat instead of a timeout each.
             stop = TransientError("Meta did not answer several batches in a row.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from graph.errors import GraphError
+
 from ..install import GrantedAsset
 from ..models import AccessToken, TokenEvent
 
@@ -42,6 +44,16 @@ class ChunkResult:
             "assets_added": self.assets_added,
             "assets_removed": self.assets_removed,
         }
+
+
+@dataclass
+class Answers:
+    """What a chunk learnt from Meta before writing: each token's check, what it covers, and the
+    tokens whose business Meta throttled on the coverage read."""
+
+    checks: dict[int, TokenCheck] = field(default_factory=dict)
+    coverage: dict[int, Coverage] = field(default_factory=dict)
+    throttled: dict[int, GraphError] = field(default_factory=dict)
 
 
 @dataclass

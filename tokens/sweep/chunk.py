@@ -32,6 +32,8 @@ from .state import Answers, ChunkResult, GrantRow, TokenCheck
 logger = logging.getLogger(__name__)
 
 META_BATCH = 50  # Graph batch limit: one HTTP request per 50 tokens
+# Fields a check always writes that are no change to the token (``updated_at`` stays).
+SWEEP_BOOKKEEPING = frozenset({"next_check_at", "last_checked_at", "claim_id", "claimed_until", "sweep_pending"})
 
 
 def claim_tokens(
@@ -158,11 +160,15 @@ def check_tokens(
             decisions.schedule(check, token_grants, now, result)
             if token.pk in throttled:
                 decisions.throttled_business(check, throttled[token.pk], now, result)
+        # The lease ends with the write, in the same statements. A check outside a run (staff's
+        # "Check now") leaves a run's pending token to the run, which checks it again: the run's
+        # figures stay those of its own checks.
+        released = {"claim_id": "", "claimed_until": None} | ({"sweep_pending": False} if run is not None else {})
+        for check in checks.values():
+            for name, value in released.items():
+                setattr(check.token, name, value)
+            check.fields |= set(released)
         save(list(checks.values()), grants, result)
-        # A check outside a run (staff's "Check now") leaves a run's pending token to the run,
-        # which checks it again: the run's figures stay those of its own checks.
-        handled = {"sweep_pending": False} if run is not None else {}
-        AccessToken.objects.filter(pk__in=list(owned)).update(claim_id="", claimed_until=None, **handled)
         result.handled = len(owned)
         record_outcomes(run, result)
     if run is not None:
@@ -322,12 +328,12 @@ def _usage_stop(client, result: ChunkResult, sleep) -> GraphError | None:
 
 def save(checks: list[TokenCheck], grants: dict[int, list[GrantRow]], result: ChunkResult) -> None:
     # Tokens grouped by what changed: on most days every token is in one group that only
-    # moves last_checked_at and next_check_at.
+    # moves last_checked_at and next_check_at (and ends the lease).
     groups: dict[frozenset[str], list[AccessToken]] = {}
     stamp = timezone.now()
     for check in checks:
         fields = check.fields
-        if fields - {"next_check_at", "last_checked_at"}:
+        if fields - SWEEP_BOOKKEEPING:
             check.token.updated_at = stamp
             fields = fields | {"updated_at"}
         if fields:

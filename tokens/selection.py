@@ -48,7 +48,7 @@ CANDIDATE_FIELDS = (
     "status", "user_access_expire_time", "token_id", "asset_id", "asset__meta_id", "asset__kind",
     *(f"token__{name}" for name in _TOKEN_FIELDS), "token__client__status",
     *(f"token__parent__{name}" for name in ("status", "expires_at", "data_access_expires_at", "configuration_id",
-                                            "kind", "parent_id")),
+                                            "kind", "parent_id", "created_at")),
 )
 MAX_CANDIDATES = 500  # the newest grants on one asset; years of reconnecting stay far below this
 META_ID_PATTERN = r"^(act_)?[0-9]{1,30}$"  # Meta ids are decimal digits; an ad account's path has act_

@@ -3,15 +3,15 @@
 from datetime import datetime
 from typing import Literal
 
-from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 from ninja import Field, Path, Query, Router, Schema
 
-from tokens import links, selection
+from tokens import selection
 
 from .. import audit
 from ..auth import allowed_client_ids, allowed_configuration_ids, not_found, require_scope
 from ..errors import ApiError
+from ..links import reconnect_link
 from ..models import Scope
 
 router = Router(tags=["tokens"])
@@ -52,13 +52,6 @@ class TokenQuery(Schema):
                                description="Comma-separated permissions the token must have (ads_read,ads_management).")
 
 
-def _reconnect_url(token) -> str | None:
-    try:
-        return links.reconnect_url(token)
-    except (ValueError, ImproperlyConfigured):  # nothing to reconnect through: the answer stands without a link
-        return None
-
-
 @router.get("/{meta_id}/token", auth=require_scope(Scope.TOKENS_READ), url_name="asset_token",
             response={200: TokenOut, 409: NoTokenOut}, summary="The token that works for this asset now")
 @sensitive_variables("chosen")
@@ -80,7 +73,7 @@ def asset_token(request, query: Query[TokenQuery],
         raise not_found("asset")
     except selection.NoWorkingToken as refusal:
         audit.about(request, client_id=refusal.client_id)
-        extra = {"reconnect_url": _reconnect_url(refusal.token) if refusal.token is not None else None}
+        extra = {"reconnect_url": reconnect_link(refusal.token) if refusal.token is not None else None}
         if refusal.missing_scopes:
             extra["missing_scopes"] = refusal.missing_scopes
         raise ApiError(409, refusal.code, refusal.message, **extra)
@@ -96,5 +89,5 @@ def asset_token(request, query: Query[TokenQuery],
         "purpose": chosen.token.purpose or None,
         "expires_at": chosen.expires_at,
         "access_ends_at": chosen.access_ends_at,
-        "reconnect_url": _reconnect_url(chosen.token) if chosen.ends_within_reminder_window() else None,
+        "reconnect_url": reconnect_link(chosen.token) if chosen.ends_within_reminder_window() else None,
     }

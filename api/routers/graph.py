@@ -6,16 +6,16 @@ status, headers and body as they are (D47).
 
 import re
 
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Router
 
-from tokens import links, proxy, selection
+from tokens import proxy, selection
 
 from .. import audit
 from ..auth import allowed_client_ids, allowed_configuration_ids, require_scope
 from ..errors import ApiError
+from ..links import reconnect_link
 from ..models import Scope
 
 router = Router(tags=["graph"])
@@ -44,13 +44,6 @@ for the app, the business, the ad account or the token are reached, 502 when Met
 reached, 400/403 for what cannot be sent (a token of your own, token-minting endpoints)."""
 
 RESPONSES = {"default": {"description": "Meta's answer (any status, its body as it is), or the portal's JSON error."}}
-
-
-def _reconnect_url(token) -> str | None:
-    try:
-        return links.reconnect_url(token)
-    except (ValueError, ImproperlyConfigured):
-        return None
 
 
 def _client_id(request) -> int | None:
@@ -93,7 +86,7 @@ def _forward(request, graph_path: str) -> HttpResponse:
         extra = dict(refused.extra)
         if "reconnect_token" in extra:
             token = extra.pop("reconnect_token")
-            extra["reconnect_url"] = _reconnect_url(token) if token is not None else None
+            extra["reconnect_url"] = reconnect_link(token) if token is not None else None
         if not extra.get("missing_scopes"):
             extra.pop("missing_scopes", None)
         raise ApiError(refused.status, refused.code, refused.message, headers=refused.headers, **extra) from None

@@ -158,6 +158,16 @@ def test_access_ending_within_the_reminder_window_comes_with_a_reconnect_link(re
     assert body["token_id"] == soon.pk and body["reconnect_url"].startswith("http")
 
 
+def test_asking_again_hands_out_the_same_link_instead_of_a_new_invitation_each_time(reader, page):
+    token_for(page, "user", expires_at=timezone.now() + SOON)
+    links = {ask(reader).json()["reconnect_url"] for _ in range(3)}
+    AccessToken.objects.update(status=AccessToken.Status.INVALID)
+    refusals = {ask(reader).json()["error"]["reconnect_url"] for _ in range(3)}
+
+    assert len(links) == 1 and links == refusals
+    assert Invitation.objects.filter(mode=Invitation.Mode.RECONNECT).count() == 1
+
+
 def test_an_unknown_or_malformed_asset_id_and_an_ad_account_by_its_path_id(reader, acme):
     ads = make_asset(acme, "Ads", kind="ad_account", meta_id="4455")
     token = make_token(acme, kind="system_user")

@@ -17,10 +17,10 @@ from django.utils.html import format_html
 
 # Status values and the colour family their badge gets (static/css/admin.css: .badge-<tone>).
 TONES = {
-    "ok": {"active", "succeeded", "sent", "finished", "completed", "verified", "live"},
+    "ok": {"active", "succeeded", "sent", "finished", "completed", "verified", "live", "connected"},
     "warn": {"expiring", "needs_reauth", "onboarding", "pending", "sending", "opened", "queued", "running"},
-    "bad": {"invalid", "ended", "failed", "disconnected", "expired", "rejected", "lost"},
-    "muted": {"revoked", "superseded", "removed", "cancelled", "offboarded", "not_queued"},
+    "bad": {"invalid", "ended", "failed", "disconnected", "needs_reauthorization", "expired", "rejected", "lost"},
+    "muted": {"revoked", "superseded", "removed", "cancelled", "offboarded", "not_queued", "not_connected"},
 }
 TONE_OF = {value: tone for tone, values in TONES.items() for value in values}
 

@@ -434,6 +434,14 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "tokens-plan-reminders": {"task": "tokens.plan_reminders", "schedule": 900.0, "options": {"expires": 600}},
         "tokens-send-reminders": {"task": "tokens.dispatch_reminders", "schedule": 60.0, "options": {"expires": 50}},
+        # Connection health (tokens.health, D25): what time and the provider's standing change.
+        "tokens-refresh-connection-health": {
+            "task": "tokens.refresh_connection_health", "schedule": 300.0, "options": {"expires": 240},
+        },
+        "tokens-recompute-every-connection": {
+            "task": "tokens.refresh_connection_health", "schedule": 86400.0, "kwargs": {"everything": True},
+            "options": {"expires": 3600},
+        },
     }
 )
 

@@ -16,7 +16,7 @@ from django.db.models import Case, IntegerField, Prefetch, Q, Value, When
 from api.models import ApiUse
 from onboarding.models import ClientBusiness, Invitation
 from outbound.models import Delivery, Event
-from tokens.models import AccessToken, AssetGrant, Reminder, TokenEvent
+from tokens.models import AccessToken, AssetGrant, ClientHealth, Reminder, TokenEvent
 
 LIST_ROWS = 20  # per list; each has a link to the full filtered list
 GRANT_ROWS = 200
@@ -59,6 +59,8 @@ def client_page(client: ClientBusiness) -> dict:
     return {
         "client": client,
         "api_uses": api_uses,
+        # The day it breaks and why (tokens.health, D25): the stored row; none: never connected.
+        "health": ClientHealth.objects.filter(client=client).select_related("asset", "token").first(),
         "tokens": tokens,
         "live_token_ids": live_ids,
         "grants": grants,

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from onboarding.models import ClientBusiness, Invitation, LoginAttempt
-from tokens.models import AccessToken, AssetGrant, Reminder, SweepRun
+from tokens.models import AccessToken, AssetGrant, ClientHealth, Reminder, SweepRun
 from verification import gating, limits
 from verification.upkeep import active_rule, upkeep_figures
 
@@ -71,17 +71,44 @@ def _changelist(app_model: str, **params) -> str:
     return f"{url}?{query}" if query else url
 
 
-STATE_TONES = {"active": "ok", "needs_reauth": "bad", "disconnected": "bad", "onboarding": "warn",
-               "invited": "info", "offboarded": "muted"}
+State = ClientHealth.State
+STATE_TONES = {State.CONNECTED: "ok", State.EXPIRING: "warn", State.NEEDS_REAUTH: "bad",
+               State.DISCONNECTED: "bad", State.NOT_CONNECTED: "info"}
+BREAK_SOONEST_ROWS = 20
 
 
 def clients_by_state() -> list[Figure]:
-    counts = dict(ClientBusiness.objects.values_list("status").annotate(n=Count("pk")).order_by())
-    return [
-        Figure(label, counts.get(value, 0), _changelist("onboarding_clientbusiness", status__exact=value),
-               STATE_TONES.get(value, "info"))
-        for value, label in ClientBusiness.Status.choices
+    """Clients by their connection's state (tokens.health, D25), offboarded clients counted apart.
+
+    A client with no health row has never connected: the total minus the rows counted.
+    """
+    offboarded = ClientBusiness.Status.OFFBOARDED
+    counts = dict(ClientHealth.objects.exclude(client__status=offboarded).values_list("state")
+                  .annotate(n=Count("pk")).order_by())
+    totals = ClientBusiness.objects.aggregate(all=Count("pk"), offboarded=Count("pk", filter=Q(status=offboarded)))
+    counted = sum(n for state, n in counts.items() if state != State.NOT_CONNECTED)
+    counts[State.NOT_CONNECTED] = totals["all"] - totals["offboarded"] - counted
+    figures = [
+        Figure(label, counts.get(value, 0), _changelist("onboarding_clientbusiness", connection=value),
+               STATE_TONES[value])
+        for value, label in State.choices
     ]
+    figures.append(Figure("Offboarded", totals["offboarded"],
+                          _changelist("onboarding_clientbusiness", status__exact=offboarded), "muted"))
+    return figures
+
+
+def break_soonest(limit: int = BREAK_SOONEST_ROWS) -> list[ClientHealth]:
+    """The clients still connected whose connection breaks first, with the day and the reason.
+
+    Read live (not from the snapshot): one query on the health rows' index, so a reconnect link
+    just sent or a reconnect just made shows at once.
+    """
+    return list(
+        ClientHealth.objects.filter(state__in=(State.CONNECTED, State.EXPIRING), breaks_at__isnull=False)
+        .exclude(client__status=ClientBusiness.Status.OFFBOARDED)
+        .select_related("client").order_by("breaks_at", "client_id")[:limit]
+    )
 
 
 def access_ending_chart(now: datetime, days: int = CHART_DAYS) -> list[ChartDay]:

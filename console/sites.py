@@ -47,7 +47,7 @@ class PortalAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         from .charts import access_ending_svg
-        from .first_screen import current
+        from .first_screen import break_soonest, current
 
         if not request.user.has_perm("onboarding.view_clientbusiness"):
             return super().index(request, extra_context)  # staff in no role see no figures
@@ -56,7 +56,8 @@ class PortalAdminSite(admin.AdminSite):
             "screen": screen,
             "computed_at": computed_at,
             "chart_svg": access_ending_svg(screen.chart, screen.chart_max),
-            "break_soonest": None,  # gap: "the day it breaks" (connection health, issue #11) has not landed
+            "break_soonest": break_soonest(),
+            "can_act": request.user.has_perm("tokens.change_accesstoken"),
             **(extra_context or {}),
         }
         return super().index(request, context)

@@ -6,9 +6,11 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from common.admin import (
     CreatedWithinFilter,
+    EndsWithinFilter,
     FixedChoicesFilter,
     PortalModelAdmin,
     ReadOnlyAdminMixin,
@@ -18,7 +20,7 @@ from common.admin import (
 from graph.permissions import ASSET_TYPES, FLFB_SUPPORTED, describe
 from staffjobs.admin import show_job
 from staffjobs.jobs import start_job
-from tokens.models import AccessToken
+from tokens.models import AccessToken, ClientHealth
 
 from .invitations import refusal_for, revoke_invitation
 from .models import (
@@ -70,6 +72,38 @@ class TokenEndsWithinFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(ending))
 
 
+class ConnectionStateFilter(admin.SimpleListFilter):
+    """The connection's state (tokens.health): a client with no health row has never connected.
+    Offboarded clients are left out (the first screen counts them apart, by their status)."""
+
+    title = "connection"
+    parameter_name = "connection"
+
+    def lookups(self, request, model_admin):
+        return ClientHealth.State.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value not in ClientHealth.State.values:
+            return queryset
+        queryset = queryset.exclude(status=ClientBusiness.Status.OFFBOARDED)
+        if value == ClientHealth.State.NOT_CONNECTED:
+            return queryset.filter(Q(health__isnull=True) | Q(health__state=value))
+        return queryset.filter(health__state=value)
+
+
+class BreaksWithinFilter(EndsWithinFilter):
+    """The day it breaks (tokens.health): already broken, within N days, or on one day."""
+
+    title = "breaks within"
+    parameter_name = "breaks_within"
+    field_names = ("health__breaks_at",)
+    DAYS = ("1", "7", "14", "30", "60")
+
+    def lookups(self, request, model_admin):
+        return [("ended", "Already broken"), *super().lookups(request, model_admin)[1:]]
+
+
 class ConfigurationFilter(admin.SimpleListFilter):
     """Clients with a live token of this configuration."""
 
@@ -89,8 +123,10 @@ class ConfigurationFilter(admin.SimpleListFilter):
 
 @admin.register(ClientBusiness)
 class ClientBusinessAdmin(PortalModelAdmin):
-    list_display = ("name", "status_badge", "meta_business_id", "live_tokens", "contact_count", "status_since")
-    list_filter = ("status", TokenEndsWithinFilter, ConfigurationFilter)
+    list_display = ("name", "status_badge", "connection_badge", "breaks_on", "meta_business_id", "live_tokens",
+                    "contact_count")
+    list_filter = ("status", ConnectionStateFilter, BreaksWithinFilter, TokenEndsWithinFilter, ConfigurationFilter)
+    list_select_related = ("health",)
     search_fields = ("name", "=meta_business_id", "notification_emails", "contacts__email")
     search_help_text = "Client name, an email (a contact's or a notification address), or an exact Meta business id."
     ordering = ("name", "id")
@@ -118,6 +154,23 @@ class ClientBusinessAdmin(PortalModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj) -> str:
         return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Connection", ordering="health__state")
+    def connection_badge(self, obj) -> str:
+        health = getattr(obj, "health", None)
+        if health is None:
+            return status_badge("not_connected", ClientHealth.State.NOT_CONNECTED.label)
+        return status_badge(health.state, health.get_state_display())
+
+    @admin.display(description="Breaks", ordering="health__breaks_at")
+    def breaks_on(self, obj) -> str:
+        """The day it breaks, relative ("in 3 days"), with the reason on hover."""
+        health = getattr(obj, "health", None)
+        if health is None or health.breaks_at is None:
+            return "—"
+        when = relative_when(health.breaks_at, past="broke", future="breaks")
+        return format_html('<span title="{}">{}</span> <span class="help">{}</span>',
+                           health.breaks_reason, when, health.breaks_on.isoformat())
 
     @admin.display(description="Contacts", ordering="_contacts")
     def contact_count(self, obj) -> int:

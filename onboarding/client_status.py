@@ -1,47 +1,52 @@
-"""A client's status follows its tokens. The rules that move it after onboarding live here.
+"""A client's status follows its connection. The rule that moves it after onboarding lives here.
 
-- Meta invalidated a token (``tokens.signals.tokens_invalidated``): an active client needs
-  someone to reconnect.
-- A token was installed for a client that needed reconnecting or was disconnected: active again.
-- The last live token was revoked (deauthorize, data deletion, app removed): disconnected.
+The connection's state is decided in one place, ``tokens.health`` (D24-D26), and stored with the
+day it breaks (``tokens.models.ClientHealth``). This receiver of ``connection_states_changed``
+keeps the client's lifecycle status in step, in the transaction that changed the connection:
+
+- needs reauthorization (Meta invalidated a token, an asset's access ended, a permission was
+  removed, an expiry passed): an active client needs someone to reconnect;
+- disconnected (every token revoked or replaced with nothing live left): disconnected;
+- connected or access ending again: active (a reconnect, a permission granted again).
+
+Invited, onboarding and offboarded clients move by onboarding's own steps (a login started, a
+token stored by the callback, staff), never from here, except that a stored live token makes
+any not-offboarded client active.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
 
 from django.utils import timezone
 
-from tokens.models import AccessToken
+from tokens.models import ClientHealth
+from tokens.signals import StateChange
 
 from .models import ClientBusiness
 
+Status = ClientBusiness.Status
+State = ClientHealth.State
 
-def clients_need_reauthorization(sender=None, *, token_ids: list[int], **kwargs) -> None:
-    """Receiver of ``tokens_invalidated``: active -> needs_reauth, the one allowed edge.
-
-    A conditional update (``WHERE status = 'active'``) on the tokens still invalid, in the
-    sender's transaction: a token revoked meanwhile leaves its client as the revocation left it.
-    """
-    now_invalid = AccessToken.objects.filter(pk__in=token_ids, status=AccessToken.Status.INVALID)
-    ClientBusiness.objects.filter(
-        pk__in=now_invalid.values("client_id"), status=ClientBusiness.Status.ACTIVE
-    ).update(status=ClientBusiness.Status.NEEDS_REAUTH, status_changed_at=timezone.now())
-
-
-def client_reconnected(sender=None, *, token_id: int, **kwargs) -> None:
-    """Receiver of ``token_installed``: a client that needed reconnecting, or was disconnected, is active
-    again, whichever way the token came (the callback, or the API's reconnect)."""
-    ClientBusiness.objects.filter(
-        pk__in=AccessToken.objects.filter(pk=token_id, status__in=AccessToken.LIVE_STATUSES).values("client_id"),
-        status__in=(ClientBusiness.Status.NEEDS_REAUTH, ClientBusiness.Status.DISCONNECTED),
-    ).update(status=ClientBusiness.Status.ACTIVE, status_changed_at=timezone.now())
+# state -> (client statuses it moves, the status they move to); every edge is in STATUS_TRANSITIONS.
+FOLLOWS = {
+    State.NEEDS_REAUTH: ((Status.ACTIVE,), Status.NEEDS_REAUTH),
+    State.DISCONNECTED: ((Status.ACTIVE, Status.NEEDS_REAUTH), Status.DISCONNECTED),
+    State.CONNECTED: ((Status.INVITED, Status.ONBOARDING, Status.NEEDS_REAUTH, Status.DISCONNECTED), Status.ACTIVE),
+    State.EXPIRING: ((Status.INVITED, Status.ONBOARDING, Status.NEEDS_REAUTH, Status.DISCONNECTED), Status.ACTIVE),
+}
 
 
-def disconnect_clients_without_live_tokens(client_ids: Iterable[int]) -> None:
-    """Clients left with no live token are disconnected (call inside the revoking transaction)."""
-    for client in ClientBusiness.objects.select_for_update().filter(pk__in=set(client_ids)):
-        has_live = AccessToken.objects.filter(client=client, status__in=AccessToken.LIVE_STATUSES).exists()
-        if not has_live and client.status in (ClientBusiness.Status.ACTIVE, ClientBusiness.Status.NEEDS_REAUTH):
-            client.status = ClientBusiness.Status.DISCONNECTED
-            client.save(update_fields=["status", "status_changed_at", "updated_at"])
+def follow_connection_states(sender=None, *, changes: list[StateChange], **kwargs) -> None:
+    """Conditional updates, one per new state: a client whose status is not on an edge stays put."""
+    by_state: dict[str, list[int]] = defaultdict(list)
+    for change in changes:
+        by_state[change.after].append(change.client_id)
+    now = timezone.now()
+    for state, client_ids in by_state.items():
+        if state not in FOLLOWS:
+            continue
+        sources, target = FOLLOWS[state]
+        ClientBusiness.objects.filter(pk__in=client_ids, status__in=sources).update(
+            status=target, status_changed_at=now
+        )

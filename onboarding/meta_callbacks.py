@@ -18,7 +18,6 @@ from tokens import install
 from tokens.events import record_event
 from tokens.models import AccessToken
 
-from .client_status import disconnect_clients_without_live_tokens
 from .models import ClientBusiness, Contact, DataDeletionRequest, Invitation, LoginAttempt, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ def _user_hash(meta_user_id: str) -> str:
 def deauthorize(meta_user_id: str) -> int:
     """The person removed our app: revoke their tokens. Returns how many were revoked."""
     revoked = install.revoke_tokens_for_user(str(meta_user_id), actor="meta")
-    disconnect_clients_without_live_tokens(token.client_id for token in revoked)
     return len(revoked)
 
 
@@ -54,7 +52,6 @@ def delete_user_data(meta_user_id: str) -> DataDeletionRequest:
     Invitation.objects.filter(contact__in=contacts).update(email="")
     LoginAttempt.objects.filter(token_id__in=token_ids).update(user_agent="")
     contacts_removed, _ = contacts.delete()
-    disconnect_clients_without_live_tokens(client_ids)
     now = timezone.now()
     found = purged or contacts_removed
     request = DataDeletionRequest.objects.create(
@@ -163,7 +160,6 @@ def _handle(payload: dict) -> tuple[dict, list[str]]:
             revoked = install.revoke_tokens_for_business(
                 business_id, config_id=str(config_id) if config_id else None, actor="meta"
             )
-            disconnect_clients_without_live_tokens(token.client_id for token in revoked)
             summary["revoked"] += len(revoked)
         elif field == "business_integration_install":
             business_id = str(value.get("business_manager_id") or value.get("business_id") or "")

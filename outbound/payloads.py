@@ -45,3 +45,13 @@ def asset(value: Asset) -> dict:
 def ending(stage: str, ends_at: datetime) -> dict:
     """When something stops working: the moment, and the day it breaks (UTC)."""
     return {"stage": stage, "ends_at": moment(ends_at), "breaks_on": ends_at.date().isoformat()}
+
+
+def breaks(client, ends_at: datetime) -> dict:
+    """The day the client's connection breaks and why, as the console and the API show it (the
+    earliest of every end: tokens.health, D27); the token's own end when nothing is stored yet."""
+    health = getattr(client, "health", None)
+    if health is None or health.breaks_at is None:
+        return {"breaks_on": ends_at.date().isoformat(), "breaks_cause": None, "breaks_reason": None}
+    return {"breaks_on": health.breaks_on.isoformat(), "breaks_cause": health.cause or None,
+            "breaks_reason": health.breaks_reason or None}

@@ -28,7 +28,8 @@ def broken_key(token_id: int) -> str:
 
 
 def _tokens(ids):
-    return AccessToken.objects.filter(pk__in=list(ids)).select_related("client", "configuration").defer("value")
+    return (AccessToken.objects.filter(pk__in=list(ids)).select_related("client__health", "configuration")
+            .defer("value"))
 
 
 def _broken(token: AccessToken, reason: str, **details) -> NewEvent:
@@ -120,6 +121,8 @@ def on_reminder_stages_due(sender=None, *, stages: list[StageDue], **kwargs) -> 
             reason = BROKEN_INVALID if stage.reason == Reminder.Reason.TOKEN_INVALID else BROKEN_ACCESS_ENDED
             events.append(_broken(token, reason, detail=stage.reason, ended_at=ending["ends_at"]))
         else:
-            data = {**payloads.connection(token), "reason": stage.reason, **ending}
+            # The day it breaks is the client's, the one figure everywhere (the token's own end is ends_at).
+            data = {**payloads.connection(token), "reason": stage.reason, **ending,
+                    **payloads.breaks(token.client, stage.ends_at)}
             events.append(NewEvent(EventType.CONNECTION_EXPIRING, key, data, client_id=token.client_id))
     record(events)

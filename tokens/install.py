@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from graph.permissions import asset_kind_for_scope
 
-from . import crypto
+from . import crypto, health
 from .events import record_event
 from .models import AccessToken, Asset, AssetGrant
 from .signals import (
@@ -198,9 +198,14 @@ def install_token(
     ]
 
     asset_ids = [item.meta_id for item in assets]
+    status, reason = health.token_status(token, health.token_soonest_end(token), now)
+    if (status, reason) != (token.status, token.status_reason):
+        token.status, token.status_reason = status, reason
+        token.save(update_fields=["status", "status_reason", "updated_at"])
     for replaced in [each for each in dict.fromkeys([previous, *broken]) if each is not None]:
         replaced.superseded_by = token
         replaced.save(update_fields=["superseded_by", "updated_at"])
+        health.supersede_grants(replaced)
         record_event(
             AccessToken.Status.SUPERSEDED,
             token=replaced,
@@ -224,6 +229,7 @@ def install_token(
             message=f"Installed with {len(grants)} asset(s).",
             data={"assets": asset_ids},
         )
+    health.refresh_clients([client.pk])
     token_installed.send(sender=AccessToken, token_id=token.pk, replaced_token_id=previous.pk if previous else None)
     return InstallResult(token=token, created=True, superseded=previous, grants=grants)
 
@@ -248,6 +254,7 @@ def _revoke(tokens, *, actor: str, reason: str, cause: str, actor_user=None) -> 
         record_event(AccessToken.Status.REVOKED, token=token, actor=actor, actor_user=actor_user, message=reason)
         revoked.append(token)
     if revoked:
+        health.refresh_clients({token.client_id for token in revoked})
         tokens_revoked.send(sender=AccessToken, token_ids=[token.pk for token in revoked], cause=cause)
     return revoked
 
@@ -395,6 +402,7 @@ def apply_token_assets(token: AccessToken, info, granted: list[GrantedAsset], *,
             message=f"{len(added)} asset(s) added, {len(removed)} removed.",
             data={"added": added, "removed": removed},
         )
+    health.refresh_clients([token.client_id])
     return {"added": added, "removed": removed}
 
 
@@ -411,6 +419,7 @@ def revoke_permission(meta_user_id: str, permission: str, *, target_ids=None, ac
         return []
     targets = {str(t) for t in target_ids or []}
     affected = []
+    clients: set[int] = set()
     tokens = _tokens_of_user(str(meta_user_id)).filter(status__in=AccessToken.LIVE_STATUSES).select_for_update()
     for token in tokens:
         if permission in token.scopes and not targets:
@@ -440,4 +449,6 @@ def revoke_permission(meta_user_id: str, permission: str, *, target_ids=None, ac
             message=f"Permission {permission} revoked by the person.",
             data={"permission": permission, "grants": [grant.pk for grant in affected if grant.token_id == token.pk]},
         )
+        clients.add(token.client_id)
+    health.refresh_clients(clients)
     return affected

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -222,6 +222,9 @@ class AssetGrant(models.Model):
         REVOKED = "revoked", "Revoked"
         # The person removed the permission this asset needs: Meta answers 10/200 until they grant it again.
         PERMISSION_REMOVED = "permission_removed", "Permission removed"
+        # Its token was replaced by a newer one (reconnecting): what the client grants now is the
+        # newer token's grants; an asset left out of them was dropped (tokens.health, D24).
+        SUPERSEDED = "superseded", "Superseded"
 
     token = models.ForeignKey(AccessToken, on_delete=models.CASCADE, related_name="grants")
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="grants")
@@ -250,6 +253,56 @@ class AssetGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset} via token #{self.token_id}"
+
+
+class ClientHealth(models.Model):
+    """The truth about one client's connection, kept by ``tokens.health.refresh_clients`` (D25).
+
+    One row per client that ever had a token; a client without a row has never connected.
+    Written in the transaction of whatever changed its tokens or grants, and by a periodic
+    recompute for what time and the provider's standing change. Read by the console (a column,
+    a filter, the first screen's "break soonest"), the API and outgoing webhooks.
+    """
+
+    class State(models.TextChoices):
+        CONNECTED = "connected", "Connected"
+        EXPIRING = "expiring", "Access ending"
+        NEEDS_REAUTH = "needs_reauthorization", "Needs reauthorization"
+        DISCONNECTED = "disconnected", "Disconnected"
+        NOT_CONNECTED = "not_connected", "Not connected yet"
+
+    class Fix(models.TextChoices):
+        NONE = "", "Nothing to do"
+        RECONNECT = "reconnect", "The client reconnects"
+        PROVIDER = "provider", "The provider acts (verification, upkeep)"
+
+    client = models.OneToOneField(CLIENT_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="health")
+    state = models.CharField(max_length=24, choices=State.choices, default=State.NOT_CONNECTED)
+    breaks_at = models.DateTimeField(
+        null=True, blank=True, help_text="The moment it breaks (or broke); empty: nothing ends."
+    )
+    breaks_reason = models.CharField(max_length=300, blank=True)
+    cause = models.CharField(max_length=32, blank=True, help_text="What breaks it, as a code (tokens.health).")
+    fix = models.CharField(max_length=10, choices=Fix.choices, blank=True, default=Fix.NONE)
+    token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    asset = models.ForeignKey("Asset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "connection health"
+        verbose_name_plural = "connection health"
+        indexes = [
+            models.Index(fields=["breaks_at"], name="health_breaks_idx"),
+            models.Index(fields=["state", "breaks_at"], name="health_state_breaks_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_state_display()} ({self.client_id})"
+
+    @property
+    def breaks_on(self):
+        """The day it breaks (UTC)."""
+        return self.breaks_at.astimezone(UTC).date() if self.breaks_at else None
 
 
 class Reminder(models.Model):

@@ -20,6 +20,7 @@ from graph.types import PageToken, TokenInfo
 
 from . import crypto
 from .events import record_event
+from .health import supersede_grants
 from .models import AccessToken, Asset, AssetGrant
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def _supersede_older(token: AccessToken, page: Asset) -> list[int]:
         old.status_reason = "Replaced by a Page token derived from a newer user token."
         old.superseded_by = token
         old.save(update_fields=["status", "status_reason", "superseded_by", "updated_at"])
+        supersede_grants(old)
         record_event(
             AccessToken.Status.SUPERSEDED, token=old, actor="system", message=f"Superseded by Page token #{token.pk}."
         )

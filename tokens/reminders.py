@@ -31,7 +31,7 @@ from django.db import connection as db_connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import outage
+from . import health, outage
 from .events import build_event, record_event
 from .models import AccessToken, AssetGrant, MailOutage, Reminder, TokenEvent
 from .signals import StageDue, reminder_stages_due
@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 STAGE_ENDED = "ended"
 PAGE_SIZE = 1000  # rows per query when planning: memory stays flat whatever the number of tokens
 GRANT_LIVE_STATUSES = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING, AssetGrant.Status.ENDED)
-# A superseded token's grants still work at Meta until their own end: the person reconnected but
-# may not have re-selected every asset, so reminders about the missing ones must continue.
-GRANT_TOKEN_STATUSES = (AccessToken.Status.ACTIVE, AccessToken.Status.EXPIRING, AccessToken.Status.SUPERSEDED)
+# A superseded token's grants are superseded (tokens.health, D24): what the client grants is the
+# newer token's, and an asset it left out at reconnect was dropped on purpose: nothing to remind.
+GRANT_TOKEN_STATUSES = AccessToken.LIVE_STATUSES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +262,8 @@ def _plan(subjects: Iterable[Subject], now: datetime, result: PlanResult, *, ann
         result.planned += len(rows)
         result.reactivated += _store(rows)
         if stages and announce:
+            # The day it breaks that receivers read (outbound's connection.expiring) is current.
+            health.refresh_clients({subject.token.client_id for subject, _, _ in stages}, now)
             reminder_stages_due.send(sender=Reminder, stages=[subject.at(name) for subject, name, _ in stages])
 
 

@@ -31,6 +31,13 @@ leaves the remote work to run after the commit. Each is sent with ``sender=Acces
     the transaction that stores that page's reminder rows, on *every* planning run while the
     stage is current (planning is idempotent, and so must receivers be: key what you record by
     subject, reason, stage and end). Sent whether or not the subject has anyone to email.
+
+``connection_states_changed(changes: list[StateChange])``
+    ``tokens.health.refresh_clients`` stored a new connection state for these clients (sender
+    ``ClientHealth``): each change names the client, the state before and after
+    (``ClientHealth.State``). Sent in the transaction that wrote the health rows, which is the
+    transaction of the change to the tokens or grants that caused it (or the periodic recompute's,
+    for what time and the provider's standing changed). Receivers: onboarding's client status.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ tokens_invalidated = Signal()
 token_installed = Signal()
 tokens_revoked = Signal()
 reminder_stages_due = Signal()
+connection_states_changed = Signal()
 
 REVOKED_DEAUTHORIZED = "deauthorized"
 REVOKED_DATA_DELETION = "data_deletion"
@@ -60,3 +68,12 @@ class StageDue:
     reason: str  # tokens.models.Reminder.Reason
     stage: str  # "14d", "7d", ... or "ended"
     ends_at: datetime
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One client's connection state moving (``connection_states_changed``)."""
+
+    client_id: int
+    before: str  # tokens.models.ClientHealth.State
+    after: str

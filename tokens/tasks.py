@@ -11,7 +11,7 @@ from celery.signals import celeryd_after_setup
 from django.conf import settings
 from django.db import transaction
 
-from . import reminders, sweep
+from . import health, reminders, sweep
 
 
 @shared_task(name="tokens.plan_reminders")
@@ -105,3 +105,9 @@ def reap_sweeps() -> dict:
 def _enqueue(chunks: list[tuple[int, list[int]]]) -> None:
     for run_id, chunk in chunks:
         transaction.on_commit(lambda run_id=run_id, chunk=chunk: check_token_chunk.delay(run_id, chunk))
+
+
+@shared_task(name="tokens.refresh_connection_health")
+def refresh_connection_health(everything: bool = False) -> dict:
+    """Beat: the connections whose state time changed; every client when the provider's standing did."""
+    return health.refresh_due(everything=everything)

@@ -95,7 +95,7 @@ class RiskCounts:
     client_count: int
 
 
-def _scopes_match(names: list[str], *, outside: bool) -> RawSQL:
+def scopes_match(names: list[str], *, outside: bool) -> RawSQL:
     """True when a token's scopes hold a permission in ``names`` (``outside``: one not in ``names``).
 
     Scopes are a JSON array; the test runs in the database on each row, so judging many tokens
@@ -125,12 +125,22 @@ def _risk_condition(when: str, today: date | None) -> Q:
     role_ids = list(AppRole.objects.values_list("meta_user_id", flat=True))
     advanced = sorted(PermissionAccess.objects.filter(access_level=PermissionAccess.AccessLevel.ADVANCED)
                       .values_list("permission", flat=True))
-    refused = Q(_scopes_match(advanced, outside=True))
+    refused = Q(scopes_match(advanced, outside=True))
     if not verified:
-        refused |= Q(_scopes_match(sorted(TECH_PROVIDER_GATED), outside=False))
+        refused |= Q(scopes_match(sorted(TECH_PROVIDER_GATED), outside=False))
     if role_ids:
         refused &= ~Q(meta_user_id__in=role_ids) & ~Q(granted_by__meta_user_id__in=role_ids)
     return refused
+
+
+def gated_refusal_condition() -> Q:
+    """A live token holding a gated permission, granted by someone without a role on the app: what
+    Meta refuses once the provider's verification deadline passes unverified (tokens.health)."""
+    role_ids = list(AppRole.objects.values_list("meta_user_id", flat=True))
+    gated = Q(scopes_match(sorted(TECH_PROVIDER_GATED), outside=False))
+    if role_ids:
+        gated &= ~Q(meta_user_id__in=role_ids) & ~Q(granted_by__meta_user_id__in=role_ids)
+    return gated
 
 
 def at_risk_tokens(when: str = "today", today: date | None = None) -> QuerySet:

@@ -51,7 +51,8 @@ def test_staff_sign_in_with_a_code_read_the_first_screen_and_run_a_check_as_a_jo
         assert page.locator("#site-name").inner_text() == "Tech Provider Portal"
         assert "Who breaks next" in page.content()
         states = page.locator("#clients-by-state").inner_text()
-        assert "Active" in states and "Needs reauthorization" in states
+        assert "Access ending" in states and "Needs reauthorization" in states
+        assert page.locator("#break-soonest tbody tr").count() >= 1  # the day each breaks, and why
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366  # fits the screen
         screenshot(page, "console-2-first-screen")
 
@@ -70,6 +71,8 @@ def test_staff_sign_in_with_a_code_read_the_first_screen_and_run_a_check_as_a_jo
         page.locator("#client-page").wait_for()
         assert "Acme Bakery" in page.locator("#client-page h2").first.inner_text()
         assert page.locator("#assets tbody tr").count() >= 1
+        assert "The day it breaks" in page.locator("#breaks").inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
         screenshot(page, "console-4-client-page")
 
         page.get_by_role("button", name="Check now with Meta").click()

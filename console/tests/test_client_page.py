@@ -16,6 +16,7 @@ from outbound.models import EventType
 from staffjobs.models import StaffJob
 from testsupport.factories import make_asset, make_client, make_configuration, make_contact, make_grant, make_token
 from testsupport.staff import make_staff, run_queued_jobs, sign_in
+from tokens import health
 from tokens.events import record_event
 from tokens.models import AccessToken, Reminder
 
@@ -37,6 +38,7 @@ def acme():
     create_invitation(client, configuration, contact=contact, mode=Invitation.Mode.RECONNECT)
     record_event("checked", token=token, message="Checked with Meta: still valid.")
     outbox.record([outbox.NewEvent(EventType.CONNECTION_EXPIRING, f"expiring:{token.pk}", {}, client_id=client.pk)])
+    health.refresh_clients([client.pk])
     return client
 
 
@@ -52,7 +54,11 @@ def test_the_client_page_shows_the_connection_what_was_sent_and_what_happened(ad
     assert "Acme Page" in page and "Pages and ads" in page and "ana@acme.test" in page
     assert "Checked with Meta: still valid." in page and "connection.expiring" in page
     assert "Check now with Meta" in page and "Copy a fresh link" in page
-    assert 'class="gap-note"' in page  # the day it breaks: not landed yet
+    assert 'class="gap-note"' not in page
+    breaks = page[page.index('id="breaks"'):page.index('id="tokens"')]
+    assert "Access ending" in breaks and "The user token expires on" in breaks  # in 3 days, before the Page's 5
+    assert (timezone.now() + timedelta(days=3)).strftime("%A %-d %B %Y") in breaks
+    assert "the client reconnects" in breaks
     assert "EAAB-acme-live-token-value" not in page
 
 

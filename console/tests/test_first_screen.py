@@ -11,8 +11,10 @@ from django.utils import timezone
 from console import first_screen
 from console.models import FirstScreenSnapshot
 from console.tasks import refresh_first_screen
+from staffjobs.models import StaffJob
 from testsupport.factories import make_asset, make_client, make_grant, make_token
 from testsupport.staff import make_staff, sign_in
+from tokens import health
 from tokens.models import AccessToken
 
 from .world import seed_world
@@ -26,13 +28,23 @@ def figure(figures, label):
 
 def test_the_figures_count_what_their_lists_show(admin_client):
     seed_world(3)  # tokens end in 3, 4, 5 days; grants' access in 5, 6, 7 days (two a day)
-    make_client(name="Gone", status="needs_reauth")
+    gone = make_client(name="Gone")
+    make_token(gone, status=AccessToken.Status.INVALID)
+    health.refresh_clients([gone.pk])
+    make_client(name="Waiting", status="invited")
+    make_client(name="Old Mill", status="offboarded")
     now = timezone.now()
 
     screen = first_screen.compute(now)
 
     needs_reauth = figure(screen.clients_by_state, "Needs reauthorization")
-    assert needs_reauth.count == 1 and needs_reauth.url.endswith("?status__exact=needs_reauth")
+    assert needs_reauth.count == 1 and needs_reauth.url.endswith("?connection=needs_reauthorization")
+    assert [(f.label, f.count) for f in screen.clients_by_state] == [
+        ("Connected", 0), ("Access ending", 3), ("Needs reauthorization", 1), ("Disconnected", 0),
+        ("Not connected yet", 1), ("Offboarded", 1)]
+    for state in screen.clients_by_state:  # each figure opens exactly its clients
+        listed = admin_client.get(state.url).content.decode().count('class="action-select"')
+        assert listed == state.count, state.label
     within_7 = figure(screen.ending_soon, "tokens end within 7 days")
     grants_7 = figure(screen.ending_soon, "asset grants end within 7 days")
     assert (within_7.count, grants_7.count) == (3, 6)
@@ -65,10 +77,38 @@ def test_the_first_screen_shows_its_figures_as_links_and_marks_what_has_not_land
     page = client.get("/admin/").content.decode()
 
     assert "Who breaks next" in page and "<svg" in page and 'class="chart"' in page
-    assert '/admin/onboarding/clientbusiness/?status__exact=active"' in page
+    assert '/admin/onboarding/clientbusiness/?connection=expiring"' in page
     assert "/admin/tokens/accesstoken/?ends_within=day:" in page  # a bar's link
     assert "Onboarding, last 30 days" in page and "Standing with Meta" in page
-    assert 'class="gap-note"' in page and "issue #11" in page
+    assert 'class="gap-note"' in page and "issue #12" in page  # open campaign: not landed
+    assert "issue #11" not in page
+    assert "Send reconnect link" not in page  # a viewer acts on nothing
+
+
+def test_the_clients_that_break_soonest_with_the_day_the_reason_and_a_reconnect_link(client):
+    now = timezone.now()
+    late, soon = make_client(name="Late Cafe"), make_client(name="Soon Bakery")
+    make_token(late, expires_at=now + timedelta(days=40))
+    make_grant(make_token(soon, expires_at=now + timedelta(days=40)), make_asset(soon, "Soon Ads", kind="ad_account",
+                                                                               meta_id="301"), now + timedelta(days=6))
+    broken, never = make_client(name="Broken Ltd"), make_client(name="Quiet Co")
+    make_token(broken, status=AccessToken.Status.INVALID)
+    make_token(never)
+    health.refresh_clients([late.pk, soon.pk, broken.pk, never.pk])
+    operator = make_staff("olga", "Operator")
+    sign_in(client, operator)
+
+    rows = first_screen.break_soonest()
+    page = client.get("/admin/").content.decode()
+
+    assert [row.client.name for row in rows] == ["Soon Bakery", "Late Cafe"]  # broken or never ending: not here
+    section = page[page.index('id="break-soonest"'):page.index('id="funnel"')]
+    assert section.index("Soon Bakery") < section.index("Late Cafe") and "Broken Ltd" not in section
+    assert "Access to ad account “Soon Ads” (301) ends on" in section
+    assert (now + timedelta(days=6)).strftime("%-d %b %Y") in section
+    assert f'action="/admin/onboarding/clientbusiness/{soon.pk}/reconnect/"' in section
+    sent = client.post(f"/admin/onboarding/clientbusiness/{soon.pk}/reconnect/")
+    assert sent.status_code == 302 and StaffJob.objects.get().kind == "onboarding.send_reconnect_links"
 
 
 def test_the_page_reads_the_snapshot_and_recomputes_only_a_stale_one():
@@ -90,7 +130,8 @@ def test_beat_refreshes_the_snapshot_and_its_queries_do_not_grow_with_rows(djang
     seed_world(12)
     with django_assert_max_num_queries(len(few)):
         result = refresh_first_screen()
-    assert FirstScreenSnapshot.objects.get().figures["clients_by_state"][2]["count"] == 14
+    states = {f["label"]: f["count"] for f in FirstScreenSnapshot.objects.get().figures["clients_by_state"]}
+    assert states["Access ending"] == 14
     assert result["seconds"] >= 0
 
 

@@ -10,6 +10,7 @@ from onboarding.invitations import create_invitation
 from onboarding.models import LoginAttempt
 from staffjobs.models import StaffJob
 from testsupport.factories import make_asset, make_client, make_configuration, make_contact, make_grant, make_token
+from tokens import health
 from tokens.events import record_event
 from tokens.models import AccessToken, Reminder, SweepRun, TokenEvent
 
@@ -37,6 +38,7 @@ def seed_world(clients: int, configuration=None) -> list[AccessToken]:
         record_event(TokenEvent.Kind.INSTALLED, token=token, message="Installed.")
         record_event(TokenEvent.Kind.SUPERSEDED, token=old, message="Superseded.")
         tokens += [token, old]
+    health.refresh_clients({token.client_id for token in tokens})  # as install and the sweep leave them
     SweepRun.objects.create(job="health_sweep", chunks_total=2, chunks_done=1, items_total=clients * 2)
     StaffJob.objects.create(kind="tokens.check_now", title="Check tokens", items_total=clients)
     return tokens

@@ -127,6 +127,22 @@ def test_data_access_ending_first_is_the_reason_given():
     assert (event.data["reason"], event.data["stage"]) == ("data_access_expiring", "1d")
 
 
+def test_connection_expiring_carries_the_client_s_day_it_breaks_the_earliest_of_every_end():
+    client = make_client()
+    token = make_token(client, expires_at=NOW + timedelta(days=6))
+    make_grant(make_token(client), make_asset(client, "Acme Ads", kind="ad_account", meta_id="301"),
+               NOW + timedelta(days=4))
+
+    with time_machine.travel(NOW, tick=False):
+        plan_reminders()
+
+    (expiring,) = [event for event in events() if event.type == "connection.expiring"]
+    assert expiring.data["token"]["id"] == token.pk and expiring.data["ends_at"] == "2026-05-10T09:00:00Z"
+    assert expiring.data["breaks_on"] == "2026-05-08"  # the ad account's end, as the console and the API say
+    assert expiring.data["breaks_cause"] == "asset_access_end"
+    assert expiring.data["breaks_reason"].startswith("Access to ad account “Acme Ads” (301) ends on 2026-05-08")
+
+
 def test_a_token_whose_access_ended_is_connection_broken_once():
     token = make_token(make_client(), expires_at=NOW - timedelta(hours=5))
 
@@ -142,11 +158,12 @@ def test_a_token_whose_access_ended_is_connection_broken_once():
 
 def test_an_asset_whose_access_ends_is_asset_access_ending_per_stage_unless_a_newer_token_covers_it():
     client = make_client()
-    old = make_token(client, status="superseded")
+    old = make_token(client)
     page, ads = make_asset(client, "Acme Page"), make_asset(client, "Acme Ads", kind="ad_account")
     make_grant(old, page, NOW + timedelta(days=10))
     make_grant(old, ads, NOW + timedelta(days=10))
-    make_grant(make_token(client), ads)  # reconnected with the ad account: its access no longer ends
+    # Another configuration's token has the ad account: its access no longer ends.
+    make_grant(make_token(client), ads)
 
     with time_machine.travel(NOW, tick=False):
         plan_reminders()

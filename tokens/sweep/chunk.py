@@ -19,7 +19,7 @@ from django.utils import timezone
 from common.bulk import bulk_set
 from graph.errors import GraphError, InvalidTokenError, RateLimitError, TransientError
 
-from .. import crypto
+from .. import crypto, health
 from ..crypto import TokenDecryptionError
 from ..install import GrantedAsset
 from ..models import AccessToken, Asset, AssetGrant, SweepRun, TokenEvent
@@ -349,6 +349,14 @@ def save(checks: list[TokenCheck], grants: dict[int, list[GrantRow]], result: Ch
         _create_grants(new)
     if result.events:
         TokenEvent.objects.bulk_create(result.events, batch_size=500)
+    # The connections of the clients whose tokens or grants changed, with these writes (D25).
+    touched = {
+        check.token.client_id for check in checks
+        if check.fields - {"next_check_at"} or check.new_grants
+        or any(grant.changed for grant in grants.get(check.token.pk, []))
+    }
+    if touched:
+        health.refresh_clients(touched)
     invalid = [check.token.pk for check in checks if check.token.status == AccessToken.Status.INVALID]
     if invalid:
         tokens_invalidated.send(sender=AccessToken, token_ids=invalid)

@@ -14,6 +14,7 @@ from django.conf import settings
 from graph.errors import GraphError, InvalidTokenError
 from graph.permissions import USER_ONLY
 
+from .. import health
 from ..models import AccessToken, AssetGrant, TokenEvent
 from .state import ChunkResult, Coverage, GrantRow, TokenCheck
 
@@ -135,10 +136,7 @@ def refresh(check: TokenCheck, info, now: datetime, result: ChunkResult | None =
         )
 
 
-def grant_status(expires: datetime | None, now: datetime) -> str:
-    if expires is None:
-        return AssetGrant.Status.ACTIVE
-    return AssetGrant.Status.ENDED if expires <= now else AssetGrant.Status.EXPIRING
+grant_status = health.grant_status  # the one rule (tokens.health)
 
 
 def apply_coverage(check: TokenCheck, grants: list[GrantRow], coverage: Coverage, now, result: ChunkResult) -> None:
@@ -231,21 +229,25 @@ def next_check(token: AccessToken, grants: list[GrantRow], now: datetime) -> dat
 
 
 def schedule(check: TokenCheck, grants: list[GrantRow], now: datetime, result: ChunkResult) -> None:
+    """The token's status by the one rule (tokens.health): expiring when its soonest end, its own or
+    one of its live grants', is within the horizon; the soonest end is the reason."""
     if not check.refreshed:  # a failure or deferral already set the next check
         return
     token, fields = check.token, check.fields
-    ends = token.ends_at()
-    horizon = now + timedelta(days=max(settings.REMINDER_STAGES_DAYS))
-    status = AccessToken.Status.EXPIRING if ends and ends <= horizon else AccessToken.Status.ACTIVE
+    live = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
+    grant_ends = [(grant.user_access_expire_time, f"{grant.kind.replace('_', ' ')} {grant.meta_id}")
+                  for grant in grants if grant.status in live]
+    grant_ends += [(expires, f"{ref.kind.replace('_', ' ')} {ref.meta_id}") for ref, expires in check.new_grants]
+    end = health.token_soonest_end(token, grant_ends)
+    status, reason = health.token_status(token, end, now)
     if status != token.status:
         if status == AccessToken.Status.EXPIRING:
-            result.events.append(event(TokenEvent.Kind.EXPIRING, token, now, f"Ends {ends:%Y-%m-%d %H:%M} UTC."))
+            result.events.append(event(TokenEvent.Kind.EXPIRING, token, now, health.ending_note(end)))
         token.status = status
         fields.add("status")
     result.checked += 1
     result.expiring += status == AccessToken.Status.EXPIRING
     result.active += status == AccessToken.Status.ACTIVE
-    reason = token.permission_note()
     if token.status_reason != reason:
         token.status_reason = reason
         fields.add("status_reason")

@@ -8,7 +8,7 @@ from django.core.mail.backends import locmem
 from django.test import override_settings
 
 from testsupport.factories import make_asset, make_contact, make_grant, make_token
-from tokens.models import AccessToken, Reminder, TokenEvent
+from tokens.models import AccessToken, AssetGrant, Reminder, TokenEvent
 from tokens.reminders import current_stage, plan_reminders, release_expired_leases, send_due_reminders
 
 pytestmark = [
@@ -158,31 +158,34 @@ def test_an_invalid_token_gets_one_ended_reminder(frozen, active_client, grantor
     assert "stopped working" in mail.outbox[0].subject
 
 
-def test_asset_reminders_stop_for_re_selected_assets_and_continue_for_the_missing_one(frozen, active_client, grantor):
+def test_a_reconnect_supersedes_the_old_grants_and_their_reminders_stop_even_for_a_dropped_asset(
+    frozen, active_client, grantor
+):
+    """#13: the asset the person left out at reconnect was dropped on purpose; its grant is superseded."""
+    from tokens.health import supersede_grants
+
     old = make_token(active_client, granted_by=grantor, expires_at=NOW + 60 * DAY)
-    kept, missing = make_asset(active_client, "Kept Page"), make_asset(active_client, "Missing Page")
+    kept, dropped = make_asset(active_client, "Kept Page"), make_asset(active_client, "Dropped Page")
     make_grant(old, kept, user_access_expire_time=NOW + 10 * DAY)
-    missing_grant = make_grant(old, missing, user_access_expire_time=NOW + 10 * DAY)
+    dropped_grant = make_grant(old, dropped, user_access_expire_time=NOW + 10 * DAY)
     plan_reminders()
     assert Reminder.objects.filter(reason="asset_access_ending", stage="14d").count() == 4
 
-    # The person reconnects with the work account and re-selects only one asset.
+    # The person reconnects and re-selects only one asset (install_token supersedes the old token's grants).
     old.status = AccessToken.Status.SUPERSEDED
     old.save()
+    supersede_grants(old)
     new = make_token(active_client, configuration=old.configuration, granted_by=grantor, expires_at=NOW + 60 * DAY)
     make_grant(new, kept)
     send_due_reminders()
 
-    assert {m.extra_headers["X-Portal-Reminder"] for m in mail.outbox} == {
-        str(pk) for pk in Reminder.objects.filter(subject_key=f"grant:{missing_grant.pk}").values_list("pk", flat=True)
-    }
-    assert "Missing Page" in mail.outbox[0].subject
+    assert mail.outbox == []
+    dropped_grant.refresh_from_db()
+    assert dropped_grant.status == AssetGrant.Status.SUPERSEDED
+    assert set(Reminder.objects.values_list("status", flat=True)) == {Reminder.Status.CANCELLED}
     with time_machine.travel(NOW + 4 * DAY, tick=False):
         plan_and_send()
-    assert set(Reminder.objects.filter(status="sent").values_list("subject_key", "stage")) == {
-        (f"grant:{missing_grant.pk}", "14d"),
-        (f"grant:{missing_grant.pk}", "7d"),
-    }
+    assert not Reminder.objects.filter(status="sent").exists()
 
 
 class FailingBackend:

@@ -4,7 +4,8 @@ A client onboarded with a user token; its business migrates to managed Meta acco
 the sweep sees user_access_expire_time; reminders go out at each stage exactly once to
 the grantor and the notification address, with a working reconnect link; the person
 reconnects through it (onboarding's reconnect mode) with the work account and re-selects
-some assets; reminders stop for those and continue for the missing one.
+some assets; the old token's grants are superseded (the one left out too: dropped on purpose) and
+reminders stop. Token, client and grants tell the same story throughout (tokens.health, #13).
 """
 
 import re
@@ -20,7 +21,7 @@ from django.utils import timezone
 from onboarding.invitations import create_invitation
 from onboarding.models import ClientBusiness, Contact
 from testsupport.factories import make_simulated_configuration
-from tokens.models import AccessToken, AssetGrant, Reminder
+from tokens.models import AccessToken, AssetGrant, ClientHealth, Reminder
 from tokens.reminders import plan_reminders, send_due_reminders
 from tokens.sweep import check_tokens, start_sweep
 
@@ -114,7 +115,15 @@ def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(sim
         )
         return messages
 
+    health = ClientHealth.objects.get(client=acme)
+    assert (health.state, health.cause) == ("connected", "asset_access_end") and health.breaks_at == ends
     stage(ends - timedelta(days=14), "14d", ending)
+    # The soonest end wins: the grants' end makes the token and the client "access ending on <date>".
+    old.refresh_from_db()
+    health.refresh_from_db()
+    assert old.status == "expiring" and f"Access ending on {ends:%Y-%m-%d}" in old.status_reason
+    assert (health.state, health.breaks_on, health.fix) == ("expiring", ends.date(), "reconnect")
+    assert ClientBusiness.objects.get(pk=acme.pk).status == "active"
     messages = stage(ends - timedelta(days=7), "7d", ending)
     assert start < ends - timedelta(days=14)
 
@@ -131,12 +140,18 @@ def test_managed_account_migration_reminders_reconnect_and_the_missing_asset(sim
     assert {PAGE_1, AD_1, ACME} <= {g.asset.meta_id for g in new.grants.select_related("asset")}
     assert PAGE_2 not in {g.asset.meta_id for g in new.grants.select_related("asset")}
 
-    stage(ends - timedelta(days=3), "3d", [PAGE_2])
-    stage(ends - timedelta(days=1), "1d", [PAGE_2])
-    stage(ends + timedelta(minutes=10), "ended", [PAGE_2])
+    # Every grant of the old token is superseded, Page 2 (left out) too: nothing more to remind.
+    assert set(AssetGrant.objects.filter(token=old).values_list("status", flat=True)) == {"superseded"}
+    for moment in (ends - timedelta(days=3), ends - timedelta(days=1), ends + timedelta(minutes=10)):
+        before = len(mail.outbox)
+        with time_machine.travel(moment, tick=False):
+            sweep_plan_send()
+        assert sent_now(before) == []
 
-    # Each (asset, stage, recipient) went out once; nothing for the re-selected assets after reconnecting.
+    # Each (asset, stage, recipient) went out once; nothing about the old grants after reconnecting.
     sent = Reminder.objects.filter(status="sent")
-    assert sent.count() == 2 * len(ending) * 2 + 3 * 1 * 2
-    assert len(mail.outbox) == 5 * 2
+    assert sent.count() == 2 * len(ending) * 2
+    assert len(mail.outbox) == 2 * 2
     assert not Reminder.objects.filter(status__in=["pending", "sending", "failed"]).exists()
+    health.refresh_from_db()
+    assert health.state in ("connected", "expiring") and health.token_id != old.pk

@@ -38,7 +38,11 @@ FOLLOWS = {
 
 
 def follow_connection_states(sender=None, *, changes: list[StateChange], **kwargs) -> None:
-    """Conditional updates, one per new state: a client whose status is not on an edge stays put."""
+    """Conditional updates, one per state: a client whose status is not on an edge stays put.
+
+    Sent for every client recomputed, moved or not, so a status that drifted from its connection
+    (set by hand, or a connected client reconnecting while marked as needing it) is put right.
+    """
     by_state: dict[str, list[int]] = defaultdict(list)
     for change in changes:
         by_state[change.after].append(change.client_id)

@@ -305,7 +305,8 @@ def _client_health(client_id, tokens: list[dict], grant_end, affected, now: date
 
 def refresh_clients(client_ids: Iterable[int], now: datetime | None = None,
                     standing: list[StandingCause] | None = None) -> list[StateChange]:
-    """Recompute and store these clients' health; returns (and signals) the state changes.
+    """Recompute and store these clients' health; returns the state changes (and signals every
+    client recomputed, ``connection_states_changed``).
 
     Call it inside the transaction that changed their tokens or grants: the rows commit with it.
     """
@@ -322,27 +323,27 @@ def _refresh_page(ids: list[int], now: datetime, standing) -> list[StateChange]:
     fresh = compute(ids, now, standing)
     stored = {row[0]: row[1:] for row in ClientHealth.objects.filter(client_id__in=ids).values_list(
         "client_id", "state", "breaks_at", "cause", "breaks_reason", "fix", "token_id", "asset_id")}
-    write, changes = [], []
+    write, states = [], []
     for client_id, health in fresh.items():
         before = stored.get(client_id)
-        if before == health.columns():
-            continue
+        states.append(StateChange(client_id, before[0] if before else State.NOT_CONNECTED, health.state))
+        if before == health.columns() or (before is None and health.state == State.NOT_CONNECTED):
+            continue  # unchanged, or never connected (no row: see ClientHealth)
         write.append(ClientHealth(
             client_id=client_id, state=health.state, breaks_at=health.breaks_at, cause=health.cause,
             breaks_reason=health.reason[:300], fix=health.fix, token_id=health.token_id, asset_id=health.asset_id,
             computed_at=now,
         ))
-        old_state = before[0] if before else State.NOT_CONNECTED
-        if old_state != health.state:
-            changes.append(StateChange(client_id, old_state, health.state))
     if write:
         ClientHealth.objects.bulk_create(
             write, update_conflicts=True, unique_fields=["client"],
             update_fields=["state", "breaks_at", "cause", "breaks_reason", "fix", "token", "asset", "computed_at"],
         )
-    if changes:
-        connection_states_changed.send(sender=ClientHealth, changes=changes)
-    return changes
+    # Every client recomputed, moved or not: what follows the state (the client's status) is put
+    # right even where it had drifted (a status set by hand, a reconnect of a connected client).
+    if states:
+        connection_states_changed.send(sender=ClientHealth, changes=states)
+    return [change for change in states if change.before != change.after]
 
 
 def refresh_for_tokens(token_ids: Iterable[int], now: datetime | None = None) -> list[StateChange]:
@@ -388,3 +389,37 @@ def refresh_due(now: datetime | None = None, *, everything: bool = False) -> dic
 def on_tokens_invalidated(sender=None, *, token_ids, **kwargs) -> None:
     """Receiver of ``tokens_invalidated`` (any sender: the sweep, a 190 seen elsewhere)."""
     refresh_for_tokens(token_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (the API, D28): the stored rows, filtered in SQL
+
+
+def connections(*, client_ids: Iterable[int] | None = None, configuration_ids: Iterable[int] | None = None,
+                states: Iterable[str] = (), breaks_within_days: int | None = None,
+                configuration_id: int | None = None, now: datetime | None = None):
+    """The stored health rows (clients that connected at least once), soonest break first.
+
+    ``client_ids`` / ``configuration_ids``: the limits of whoever asks (None: every one); a
+    configuration limit keeps the clients with a token of one of them. ``breaks_within_days``
+    keeps the rows whose day is within that many days, already broken included;
+    ``configuration_id``: clients with a live token of that configuration.
+    """
+    from django.db.models import Exists, F, OuterRef
+
+    rows = ClientHealth.objects.select_related("client", "asset")
+    if client_ids is not None:
+        rows = rows.filter(client_id__in=list(client_ids))
+    if configuration_ids is not None:
+        rows = rows.filter(Exists(AccessToken.objects.filter(
+            client_id=OuterRef("client_id"), configuration_id__in=list(configuration_ids))))
+    states = [state for state in states if state]
+    if states:
+        rows = rows.filter(state__in=states)
+    if breaks_within_days is not None:
+        rows = rows.filter(breaks_at__lte=(now or timezone.now()) + timedelta(days=breaks_within_days))
+    if configuration_id is not None:
+        rows = rows.filter(Exists(AccessToken.objects.filter(
+            client_id=OuterRef("client_id"), configuration_id=configuration_id,
+            status__in=AccessToken.LIVE_STATUSES)))
+    return rows.order_by(F("breaks_at").asc(nulls_last=True), "client_id")

@@ -33,9 +33,10 @@ leaves the remote work to run after the commit. Each is sent with ``sender=Acces
     subject, reason, stage and end). Sent whether or not the subject has anyone to email.
 
 ``connection_states_changed(changes: list[StateChange])``
-    ``tokens.health.refresh_clients`` stored a new connection state for these clients (sender
+    ``tokens.health.refresh_clients`` recomputed these clients' connections (sender
     ``ClientHealth``): each change names the client, the state before and after
-    (``ClientHealth.State``). Sent in the transaction that wrote the health rows, which is the
+    (``ClientHealth.State``; equal when it did not move: receivers keep what follows the state in
+    step either way). Sent in the transaction that wrote the health rows, which is the
     transaction of the change to the tokens or grants that caused it (or the periodic recompute's,
     for what time and the provider's standing changed). Receivers: onboarding's client status.
 """

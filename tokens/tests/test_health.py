@@ -114,7 +114,8 @@ def test_nothing_ending_is_connected_with_no_day_and_a_client_without_tokens_is_
     health.refresh_clients([connected.pk, waiting.pk])
 
     assert (stored(connected).state, stored(connected).breaks_at) == ("connected", None)
-    assert stored(waiting).state == "not_connected"
+    assert health.compute([waiting.pk])[waiting.pk].state == "not_connected"
+    assert not ClientHealth.objects.filter(client=waiting).exists()  # no row: never connected
 
 
 def test_a_reconnect_supersedes_every_grant_of_the_old_token_even_a_dropped_asset(

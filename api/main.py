@@ -23,6 +23,7 @@ ROUTERS = [
     ("/graph/", "api.routers.graph"),
     ("/", "api.routers.usage"),
     ("/", "api.routers.reconnect"),
+    ("/", "api.routers.health"),
 ]
 
 DESCRIPTION = """The provider's services get working Meta access for their clients' assets through this API.

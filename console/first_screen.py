@@ -99,16 +99,28 @@ def clients_by_state() -> list[Figure]:
 
 
 def break_soonest(limit: int = BREAK_SOONEST_ROWS) -> list[ClientHealth]:
-    """The clients still connected whose connection breaks first, with the day and the reason.
+    """The clients still connected whose connection breaks first, with the day and the reason, and
+    the reconnect campaign each is in (``row.campaign``: an open or sending one, else None).
 
-    Read live (not from the snapshot): one query on the health rows' index, so a reconnect link
-    just sent or a reconnect just made shows at once.
+    Read live (not from the snapshot): two queries (the health rows' index, the campaigns of those
+    clients), so a reconnect link just sent or a reconnect just made shows at once.
     """
-    return list(
+    from campaigns.models import Campaign, Recipient
+
+    rows = list(
         ClientHealth.objects.filter(state__in=(State.CONNECTED, State.EXPIRING), breaks_at__isnull=False)
         .exclude(client__status=ClientBusiness.Status.OFFBOARDED)
         .select_related("client").order_by("breaks_at", "client_id")[:limit]
     )
+    running = (Recipient.objects.filter(client_id__in=[row.client_id for row in rows],
+                                        campaign__status__in=(Campaign.Status.SENDING, Campaign.Status.OPEN))
+               .select_related("campaign").order_by("-campaign__created_at"))
+    campaigns: dict[int, Campaign] = {}
+    for recipient in running:
+        campaigns.setdefault(recipient.client_id, recipient.campaign)
+    for row in rows:
+        row.campaign = campaigns.get(row.client_id)
+    return rows
 
 
 def access_ending_chart(now: datetime, days: int = CHART_DAYS) -> list[ChartDay]:

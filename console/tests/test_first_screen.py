@@ -12,7 +12,7 @@ from console import first_screen
 from console.models import FirstScreenSnapshot
 from console.tasks import refresh_first_screen
 from staffjobs.models import StaffJob
-from testsupport.factories import make_asset, make_client, make_grant, make_token
+from testsupport.factories import make_asset, make_client, make_configuration, make_grant, make_token
 from testsupport.staff import make_staff, sign_in
 from tokens import health
 from tokens.models import AccessToken
@@ -80,8 +80,7 @@ def test_the_first_screen_shows_its_figures_as_links_and_marks_what_has_not_land
     assert '/admin/onboarding/clientbusiness/?connection=expiring"' in page
     assert "/admin/tokens/accesstoken/?ends_within=day:" in page  # a bar's link
     assert "Onboarding, last 30 days" in page and "Standing with Meta" in page
-    assert 'class="gap-note"' in page and "issue #12" in page  # open campaign: not landed
-    assert "issue #11" not in page
+    assert 'class="gap-note"' not in page  # the day it breaks and the campaigns have landed
     assert "Send reconnect link" not in page  # a viewer acts on nothing
 
 
@@ -107,8 +106,18 @@ def test_the_clients_that_break_soonest_with_the_day_the_reason_and_a_reconnect_
     assert "Access to ad account “Soon Ads” (301) ends on" in section
     assert (now + timedelta(days=6)).strftime("%-d %b %Y") in section
     assert f'action="/admin/onboarding/clientbusiness/{soon.pk}/reconnect/"' in section
+    assert "class=\"open-campaign\"" not in section
     sent = client.post(f"/admin/onboarding/clientbusiness/{soon.pk}/reconnect/")
     assert sent.status_code == 302 and StaffJob.objects.get().kind == "onboarding.send_reconnect_links"
+
+    from campaigns.models import Campaign, Recipient
+
+    campaign = Campaign.objects.create(name="Managed accounts, March", selection="access_ending",
+                                       selection_params={"days": 30}, message="Please reconnect.", status="open")
+    Recipient.objects.create(campaign=campaign, client=soon, configuration=make_configuration())
+    page = client.get("/admin/").content.decode()
+    section = page[page.index('id="break-soonest"'):page.index('id="funnel"')]
+    assert f'href="/admin/campaigns/campaign/{campaign.pk}/change/" class="open-campaign"' in section
 
 
 def test_the_page_reads_the_snapshot_and_recomputes_only_a_stale_one():

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('onboarding', '0003_datadeletionrequest_webhookdelivery'),
-        ('tokens', '0005_sweep_leases'),
+        ('tokens', '0006_asset_meta_id_index'),
     ]
 
     operations = [

@@ -5,7 +5,9 @@
 Seeds (with ``--seed``; otherwise reuses what an earlier run seeded) 100,000 clients, 300,000
 tokens and 1,000,000 asset grants on PostgreSQL, with a contact, five assets, a reminder, an
 invitation, a login attempt and three token events per client, straight in SQL (generate_series:
-a minute, not hours of ORM saves), then VACUUM ANALYZE as autovacuum keeps a live database. Then
+a minute, not hours of ORM saves), then every client's connection health as beat's full recompute
+computes it (``tokens.health.refresh_due(everything=True)``, timed), then VACUUM ANALYZE as
+autovacuum keeps a live database. Then
 it opens every console page staff open (the first screen, a client's page, every changelist's
 first page and each of its filters) with Django's test client, signed in with both factors as a
 superuser, ``--runs`` times each after one warm-up, and prints the median and the slowest time
@@ -30,7 +32,7 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 TABLES = [
     "tokens_tokenevent", "tokens_reminder", "tokens_assetgrant", "tokens_asset", "onboarding_loginattempt",
     "onboarding_invitation", "tokens_accesstoken", "onboarding_contact", "onboarding_clientbusiness",
-    "onboarding_loginconfiguration", "tokens_sweeprun", "staffjobs_staffjob",
+    "onboarding_loginconfiguration", "tokens_sweeprun", "staffjobs_staffjob", "tokens_clienthealth",
 ]  # fmt: skip
 
 # One statement per table; %(n)s is the number of clients. Client i (1..n) has: contact i; tokens
@@ -59,7 +61,8 @@ SEED_SQL = [
         FROM generate_series(1, %(n)s) AS i""",
     """INSERT INTO tokens_accesstoken (kind, value, fingerprint, meta_app_id, meta_user_id, scopes, granular_scopes,
         issued_at, expires_at, data_access_expires_at, status, status_reason, last_checked_at, next_check_at,
-        consecutive_check_failures, purpose, created_at, updated_at, client_id, configuration_id, granted_by_id)
+        consecutive_check_failures, purpose, created_at, updated_at, client_id, configuration_id, granted_by_id,
+        missing_permissions, claim_id, sweep_pending)
         SELECT CASE WHEN t.k = 2 THEN 'system_user' ELSE 'user' END, %(ciphertext)s,
           md5('bench-token-' || (3 * i - 2 + t.k)), '100000000000001', (1000000000000000 + i)::text,
           '["pages_show_list","ads_read"]', '[]', now() - interval '30 days',
@@ -71,7 +74,7 @@ SEED_SQL = [
                WHEN t.k = 0 AND (i::bigint * 7919) %% 95 < 5 THEN 'invalid'
                WHEN t.k = 0 AND (i::bigint * 7919) %% 95 < 19 THEN 'expiring' ELSE 'active' END,
           '', now() - (i %% 24) * interval '1 hour', now() + (i %% 24) * interval '1 hour', 0, '',
-          now() - (3 * %(n)s - (3 * i - 2 + t.k)) * interval '1 second', now(), i, t.k + 1, i
+          now() - (3 * %(n)s - (3 * i - 2 + t.k)) * interval '1 second', now(), i, t.k + 1, i, '[]', '', false
         FROM generate_series(1, %(n)s) AS i CROSS JOIN (VALUES (0), (1), (2)) AS t(k)
         ORDER BY i, t.k""",
     """INSERT INTO tokens_asset (kind, meta_id, name, created_at, updated_at, client_id)
@@ -101,12 +104,12 @@ SEED_SQL = [
           CASE WHEN i %% 10 < 7 THEN now() - (i %% 30) * interval '1 day' END, now(), i, 3 * i - 2, i
         FROM generate_series(1, %(n)s) AS i""",
     """INSERT INTO onboarding_invitation (email, mode, key_hash, created_at, expires_at, sent_at, opened_at,
-        completed_at, client_id, contact_id, configuration_id)
+        completed_at, client_id, contact_id, configuration_id, message)
         SELECT 'person' || i || '@client.test', CASE WHEN i %% 4 = 0 THEN 'reconnect' ELSE 'onboard' END,
           md5('bench-invitation-' || i), now() - (i %% 40) * interval '1 day',
           now() - (i %% 40) * interval '1 day' + interval '14 days', now() - (i %% 40) * interval '1 day',
           CASE WHEN i %% 3 > 0 THEN now() - (i %% 40) * interval '1 day' + interval '1 hour' END,
-          CASE WHEN i %% 3 = 2 THEN now() - (i %% 40) * interval '1 day' + interval '2 hours' END, i, i, 1
+          CASE WHEN i %% 3 = 2 THEN now() - (i %% 40) * interval '1 day' + interval '2 hours' END, i, i, 1, ''
         FROM generate_series(1, %(n)s) AS i""",
     """INSERT INTO onboarding_loginattempt (state_hash, session_key_hash, mode, created_at, expires_at, outcome,
         error_code, error_reason, error_description, failure_kind, user_agent, is_mobile, client_id, invitation_id,
@@ -123,9 +126,10 @@ SEED_SQL = [
           now() - ((3 * %(n)s - (3 * i - 2 + e.k)) * 3) * interval '1 second', i, 3 * i - 2
         FROM generate_series(1, %(n)s) AS i CROSS JOIN generate_series(0, 2) AS e(k) ORDER BY i, e.k""",
     """INSERT INTO tokens_sweeprun (job, status, started_at, finished_at, chunks_total, chunks_done, items_total,
-        items_done, errors, totals, last_error)
+        items_done, errors, totals, last_error, items_deferred, items_expiring, items_invalid, items_unchecked,
+        requeues)
         SELECT 'health_sweep', 'finished', now() - i * interval '5 minutes', now() - i * interval '5 minutes'
-          + interval '1 minute', 40, 40, 20000, 20000, 0, '{}', '' FROM generate_series(1, 50) AS i""",
+          + interval '1 minute', 40, 40, 20000, 20000, 0, '{}', '', 0, 0, 0, 0, 0 FROM generate_series(1, 50) AS i""",
     """INSERT INTO staffjobs_staffjob (kind, title, status, target_ids, params, items_total, items_done, outcome,
         result_url, created_at, started_at, finished_at)
         SELECT 'tokens.check_now', 'Check 50 token(s) with Meta', 'finished', '[]', '{}', 50, 50, '[]', '',
@@ -145,10 +149,79 @@ def seed(clients: int) -> None:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         for statement in SEED_SQL:
             cursor.execute(statement, {"n": clients, "ciphertext": ciphertext})
+    print(f"seeded {clients:,} clients in {time.perf_counter() - started:.0f} s")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    time_health_recompute()
     connection.close()
     with connection.cursor() as cursor:  # VACUUM can't run inside a transaction block
         cursor.execute("VACUUM ANALYZE")
-    print(f"seeded {clients:,} clients in {time.perf_counter() - started:.0f} s")
+
+
+def time_health_recompute() -> None:
+    """Every client's connection (beat's daily run, and when the provider's standing changes)."""
+    from tokens import health
+
+    started = time.perf_counter()
+    result = health.refresh_due(everything=True)
+    print(f"connection health of {result['clients']:,} clients recomputed in {time.perf_counter() - started:.1f} s "
+          f"(refresh_due(everything=True))")
+
+
+def time_health_paths(runs: int) -> list[tuple[str, float, float]]:
+    """What keeping the health rows costs: beat's 5-minute run, and one client's refresh in a cause's
+    transaction (install, revoke, a sweep chunk's clients)."""
+    from django.db.models import Count
+
+    from tokens import health
+    from tokens.models import AccessToken
+
+    busiest = (AccessToken.objects.values("client_id").annotate(n=Count("pk")).order_by("-n", "client_id")
+               .values_list("client_id", flat=True).first())
+    chunk = list(AccessToken.objects.order_by("pk").values_list("client_id", flat=True).distinct()[:500])
+    rows = []
+    for label, call in (("beat, every 5 minutes: refresh_due()", health.refresh_due),
+                        ("one client, in its cause's transaction: refresh_clients([id])",
+                         lambda: health.refresh_clients([busiest])),
+                        ("a sweep chunk's clients (500): refresh_clients(ids)", lambda: health.refresh_clients(chunk))):
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1000)
+        rows.append((label, statistics.median(times), max(times)))
+    return rows
+
+
+API_HEALTH = ["/api/v1/clients/health", "/api/v1/clients/health?breaks_within_days=7",
+              "/api/v1/clients/health?state=needs_reauthorization&limit=500",
+              "/api/v1/clients/health?configuration=2&offset=5000", "/api/v1/clients/50001/health"]
+
+
+def time_api(runs: int) -> list[tuple[str, float, float, int]]:
+    """The health endpoints of the API (D28) at this size, with a credential that may read every client."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from api.credentials import create_credential
+    from api.models import Scope, ServiceCredential
+
+    ServiceCredential.objects.filter(name="bench health").delete()
+    _, secret = create_credential("bench health", [Scope.HEALTH_READ])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    rows = []
+    for url in API_HEALTH:
+        if client.get(url).status_code != 200:
+            raise SystemExit(f"{url} did not answer 200")
+        times = []
+        for _ in range(runs):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                client.get(url)
+                times.append((time.perf_counter() - started) * 1000)
+        rows.append((url, statistics.median(times), max(times), len(queries)))
+    return rows
 
 
 def pages() -> list[str]:
@@ -232,7 +305,9 @@ def main() -> None:
     snapshot_median, snapshot_max = time_snapshot(max(3, args.runs // 2))
     print(f"{'first screen figures (beat, every minute): refresh_snapshot()':<72} {snapshot_median:>9.0f} "
           f"{snapshot_max:>7.0f}")
-    rows = measure(args.runs)
+    for label, median, slowest in time_health_paths(max(3, args.runs // 2)):
+        print(f"{label:<72} {median:>9.0f} {slowest:>7.0f}")
+    rows = measure(args.runs) + time_api(args.runs)
     for url, median, slowest, queries in rows:
         flag = "  over 300 ms" if median > 300 else ""
         print(f"{url:<72} {median:>9.0f} {slowest:>7.0f} {queries:>7}{flag}")

@@ -31,3 +31,14 @@ def test_demo_tokens_are_readable_and_encrypted():
     token = AccessToken.objects.filter(client__name="Acme Bakery").get()
     assert token.value.startswith("EAA")
     assert token.grants.exists()
+
+
+def test_the_demo_clients_statuses_agree_with_their_connections():
+    from tokens.models import ClientHealth
+
+    call_command("seed_demo")
+    health = {row.client.name: row for row in ClientHealth.objects.select_related("client")}
+    assert health["Cobalt Cycles"].state == "needs_reauthorization"  # Meta stopped accepting its token
+    assert health["Cobalt Cycles"].client.status == "needs_reauth"
+    assert {row.client.status for name, row in health.items() if name != "Cobalt Cycles"} == {"active"}
+    assert "Blue Harbor Coffee" not in health  # never connected: no row

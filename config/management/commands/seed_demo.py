@@ -110,6 +110,10 @@ class Command(BaseCommand):
             for demo in CLIENTS:
                 self.seed_client(configurations, demo, with_token=simulator_on)
             self.seed_verification()
+            # Every client's connection, the day it breaks and why, as install and the sweep keep them.
+            from tokens.health import refresh_due
+
+            refresh_due(everything=True)
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"Staff login: username={STAFF_USERNAME} password={password}")
         self.stdout.write(f"Admin: {settings.PORTAL_BASE_URL}/admin/")
@@ -174,13 +178,22 @@ class Command(BaseCommand):
             issued_at=now,
             expires_at=expires_at,
             data_access_expires_at=now + timedelta(days=90) if is_user else None,
-            status="expiring" if demo.days_left is not None and demo.days_left <= 14 else "active",
+            status=self.token_status(demo),
+            # The client that needs reauthorization does so because Meta stopped accepting its token.
+            status_reason="Meta: the session was invalidated (demo)." if demo.status == "needs_reauth" else "",
+            last_checked_at=now,
         )
         for sim_asset in assets:
             asset, _ = Asset.objects.get_or_create(
                 kind=sim_asset.kind, meta_id=sim_asset.asset_id, defaults={"name": sim_asset.name, "client": client}
             )
             AssetGrant.objects.get_or_create(token=token, asset=asset)
+
+    @staticmethod
+    def token_status(demo: DemoClient) -> str:
+        if demo.status == "needs_reauth":
+            return "invalid"
+        return "expiring" if demo.days_left is not None and demo.days_left <= 14 else "active"
 
     def seed_verification(self) -> None:
         provider, created = TechProviderVerification.objects.get_or_create(

@@ -60,8 +60,8 @@ def upkeep_cause(now: datetime) -> StandingCause | None:
     return StandingCause(
         UPKEEP_AT_RISK,
         at,
-        f"Marketing API upkeep ({rule.name}) {when}: Meta may withdraw the advanced access this client's "
-        "ads permissions need.",
+        f"Marketing API upkeep {when} (rule: {rule.name}): Meta may withdraw the advanced access this "
+        "client's ads permissions need.",
         Q(gating.scopes_match(list(MARKETING_PERMISSIONS), outside=False)),
     )
 

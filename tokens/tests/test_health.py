@@ -248,7 +248,7 @@ def test_upkeep_at_risk_breaks_the_clients_with_ads_permissions_today(frozen, ac
     row = stored(active_client)
     assert (row.state, row.cause, row.fix) == ("expiring", "upkeep_at_risk", "provider")
     assert row.breaks_at == datetime(2026, 3, 2, tzinfo=UTC)
-    assert row.breaks_reason.startswith("Marketing API upkeep (Meta 2025) is not met now")
+    assert row.breaks_reason.startswith("Marketing API upkeep is not met now (rule: Meta 2025)")
 
 
 def test_the_periodic_recompute_takes_what_time_changed_and_everything_when_the_standing_changed(

@@ -1,15 +1,14 @@
 """Staff alerts: deadline stages and upkeep risk, each emailed exactly once, even when the task runs twice."""
 
-import multiprocessing
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connections
 
 from common.staff import staff_alert_recipients
 from testsupport.factories import make_verification_record
+from testsupport.processes import run_in_fresh_processes
 from verification import ledger, tasks
 from verification.alerts import due_stage
 from verification.models import StaffAlert
@@ -171,25 +170,22 @@ def test_the_periodic_jobs_are_scheduled_by_name(settings):
     assert ours <= set(app.tasks)
 
 
-def _send_alerts_and_exit_with_the_count(start):
-    start.wait()
-    sent = tasks.send_deadline_alerts()
-    connections.close_all()
-    raise SystemExit(sent)
+def send_alerts() -> int:
+    """In a child process: the deadline alerts task; how many it sent is the exit code."""
+    return tasks.send_deadline_alerts()
 
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_workers_running_the_alerts_at_once_send_each_stage_once(postgres_required):
+def test_workers_running_the_alerts_at_once_send_each_stage_once(postgres_required, settings):
     make_verification_record("required", deadline=date.today() + timedelta(days=3))
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    workers = [context.Process(target=_send_alerts_and_exit_with_the_count, args=(start,)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=60)
-    assert sorted(worker.exitcode for worker in workers) == [0, 0, 0, 1]
+    codes = run_in_fresh_processes(
+        4, "verification.tests.test_alerts:send_alerts",
+        settings_overrides={
+            "VERIFICATION_DEADLINE_ALERT_DAYS": settings.VERIFICATION_DEADLINE_ALERT_DAYS,
+            "VERIFICATION_STAFF_ALERT_EMAILS": settings.VERIFICATION_STAFF_ALERT_EMAILS,
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        },
+    )
+    assert sorted(codes) == [0, 0, 0, 1]
     assert StaffAlert.objects.get().status == "sent"

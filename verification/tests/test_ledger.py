@@ -9,6 +9,7 @@ import time_machine
 from django.db import DatabaseError, connections, transaction
 
 from graph.hooks import CallRecord, notify_call, notify_calls
+from testsupport.processes import run_in_fresh_processes
 from verification import ledger, tasks
 from verification.models import ApiCallHour
 
@@ -121,27 +122,21 @@ PROCESSES = 4
 CALLS_PER_PROCESS = 150
 
 
-def _hammer_the_ledger(start):
-    # The parent closed its connections before forking: each child opens its own.
-    start.wait()
+def hammer_the_ledger() -> int:
+    """In a child process: count CALLS_PER_PROCESS calls, a third of them failed."""
     for i in range(CALLS_PER_PROCESS):
         ledger.record_call(FAILED if i % 3 == 0 else OK)
-    connections.close_all()
+    return 0
 
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_several_processes_counting_at_once_lose_no_increment(postgres_required, database_ledger):
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    workers = [context.Process(target=_hammer_the_ledger, args=(start,)) for _ in range(PROCESSES)]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [worker.exitcode for worker in workers] == [0] * PROCESSES
+    codes = run_in_fresh_processes(
+        PROCESSES, "verification.tests.test_ledger:hammer_the_ledger",
+        settings_overrides={"VERIFICATION_LEDGER_REDIS_URL": ""},
+    )
+    assert codes == [0] * PROCESSES
     totals = ApiCallHour.objects.filter(api="marketing")
     assert sum(row.calls for row in totals) == PROCESSES * CALLS_PER_PROCESS
     assert sum(row.errors for row in totals) == PROCESSES * (CALLS_PER_PROCESS // 3)

@@ -615,6 +615,48 @@ def _sent_event(reminder: Reminder, email: list[int]) -> TokenEvent:
     )
 
 
+def _settle(claim_id: str, delivered: list[Reminder], now: datetime) -> None:
+    """The message delivered last: its rows sent (``claimed_by`` kept: who sent it), and its audit rows."""
+    if not delivered:
+        return
+    pks = [reminder.pk for reminder in delivered]
+    Reminder.objects.filter(pk__in=pks, claimed_by=claim_id, status=Reminder.Status.SENDING).update(
+        status=Reminder.Status.SENT, sent_at=now, last_error=""
+    )
+    TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in delivered])
+
+
+def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], pks: list[int], now) -> set[int]:
+    """``_settle`` for the message delivered last and the mark of the next one, as one PostgreSQL statement.
+
+    Data-modifying CTEs: the two updates touch different rows, the audit rows are inserted
+    whatever the first matched (the message was delivered either way). Returns the ids marked.
+    """
+    table, events = Reminder._meta.db_table, TokenEvent._meta.db_table
+    params: list = [now, [r.pk for r in delivered], claim_id]
+    # Table and column names come from the models' _meta; every value is a parameter.
+    sql = [
+        f"WITH sent AS (UPDATE {table} SET status = 'sent', sent_at = %s, last_error = '' "  # noqa: S608
+        f"WHERE id = ANY(%s) AND claimed_by = %s AND status = 'sending' RETURNING id), "
+        f"started AS (UPDATE {table} SET claimed_at = %s, send_started_at = %s, attempts = attempts + 1 "
+        f"WHERE id = ANY(%s) AND claimed_by = %s AND status = 'sending' RETURNING id)"
+    ]
+    params += [now, now, pks, claim_id]
+    if delivered:
+        fields = [f for f in TokenEvent._meta.concrete_fields if not f.primary_key]
+        rows = []
+        for reminder in delivered:
+            event = _sent_event(reminder, [r.pk for r in delivered])
+            rows.append("(" + ", ".join(["%s"] * len(fields)) + ")")
+            params += [f.get_db_prep_save(f.pre_save(event, True), db_connection) for f in fields]
+        columns = ", ".join(f.column for f in fields)
+        sql.append(f", audit AS (INSERT INTO {events} ({columns}) VALUES {', '.join(rows)})")  # noqa: S608
+    sql.append(" SELECT ARRAY(SELECT id FROM started)")
+    with db_connection.cursor() as cursor:
+        cursor.execute("".join(sql), params)
+        return set(cursor.fetchone()[0])
+
+
 @dataclass
 class Batch:
     """One sender's claimed batch on one mail connection.
@@ -633,46 +675,55 @@ class Batch:
     renewed_at: datetime  # when the whole claim's lease was last renewed
     delivered: list[Reminder] = field(default_factory=list)  # accepted by the server, not yet recorded
 
-    def _mark_started(self, group: list[Reminder]) -> list[Reminder]:
-        """Mark these rows as handed over (their lease renewed with them); renew the rest now and then (D65).
+    def _renew(self, now: datetime) -> None:
+        """Renew the whole claim when a quarter of the lease has gone by since the last renewal (D65).
 
-        The rest of the claim is renewed when a quarter of the lease has gone by since the last
-        renewal: one extra statement every 15 s, not a rewrite of the whole batch per message.
+        The rows of each message are renewed as they are marked; the rest of the batch every
+        15 s, so a live sender never loses its claim and no message rewrites the whole batch.
+        """
+        if now - self.renewed_at > timedelta(seconds=settings.REMINDER_LEASE_SECONDS / 4):
+            Reminder.objects.filter(claimed_by=self.claim_id, status=Reminder.Status.SENDING).update(claimed_at=now)
+            self.renewed_at = now
+
+    def _settle_and_mark(self, group: list[Reminder]) -> list[Reminder]:
+        """Record the message delivered last as sent (with its audit rows) and mark this one as handed over.
+
+        One statement on PostgreSQL (so one commit and one round trip per message), a transaction
+        elsewhere. Returns the rows of ``group`` still ours: part of a claim can be taken over if its
+        lease ran out under us, and only what is still ours is sent.
         """
         now = timezone.now()
+        self._renew(now)
+        delivered, self.delivered = self.delivered, []
         pks = [reminder.pk for reminder in group]
-        ours = Reminder.objects.filter(claimed_by=self.claim_id, status=Reminder.Status.SENDING)
-        if now - self.renewed_at > timedelta(seconds=settings.REMINDER_LEASE_SECONDS / 4):
-            ours.update(claimed_at=now)
-            self.renewed_at = now
-        started = ours.filter(pk__in=pks).update(claimed_at=now, send_started_at=now, attempts=F("attempts") + 1)
-        if started != len(pks):
-            # Part of the claim was taken over (a lease ran out under us): send only what is still ours.
-            still = set(ours.filter(pk__in=pks, send_started_at=now).values_list("pk", flat=True))
-            group = [reminder for reminder in group if reminder.pk in still]
-        return group
+        if db_connection.vendor == "postgresql":
+            started = _settle_and_mark_in_one_statement(self.claim_id, delivered, pks, now)
+        else:
+            with transaction.atomic():
+                _settle(self.claim_id, delivered, now)
+                ours = Reminder.objects.filter(claimed_by=self.claim_id, status=Reminder.Status.SENDING, pk__in=pks)
+                ours.update(claimed_at=now, send_started_at=now, attempts=F("attempts") + 1)
+                started = set(ours.filter(send_started_at=now).values_list("pk", flat=True))
+        self._count_sent(delivered)
+        return [reminder for reminder in group if reminder.pk in started]
 
     def send(self, group: list[Reminder]) -> bool:
         """Send one email; False when the mail server can't be used (the batch stops there)."""
         error = message = None
-        delivered = self.delivered
+        group = self._settle_and_mark(group)
+        if not group:
+            return True
         try:
-            with transaction.atomic():
-                self._record_delivered()
-                group = self._mark_started(group)
-                if not group:
-                    return True
-                try:
-                    message = self.build_email(group, connection=self.connection)
-                except DatabaseError:
-                    raise
-                except Exception as exc:  # a template or a link that can't be made: this message only
-                    error = exc
+            # Rendering makes the reconnect link (an invitation row); the message goes out after.
+            message = self.build_email(group, connection=self.connection)
         except DatabaseError:
-            # Rolled back with this message's mark: the one before was delivered all the same.
-            self.delivered = delivered
-            self.finish()
+            # Never handed over: not in doubt, and no attempt spent (if the database lets us say so).
+            Reminder.objects.filter(pk__in=[r.pk for r in group], claimed_by=self.claim_id).update(
+                send_started_at=None, attempts=F("attempts") - 1
+            )
             raise
+        except Exception as exc:  # a template or a link that can't be made: this message only
+            error = exc
         if message is not None:
             try:
                 self.connection.send_messages([message])
@@ -699,26 +750,22 @@ class Batch:
             self.result.retried += status == Reminder.Status.PENDING
         return self._reopen()
 
-    def _record_delivered(self) -> None:
-        """The message the server accepted last: sent, with its audit rows (inside the caller's transaction)."""
-        group, self.delivered = self.delivered, []
+    def _count_sent(self, group: list[Reminder]) -> None:
         if not group:
             return
-        pks = [reminder.pk for reminder in group]
-        Reminder.objects.filter(pk__in=pks, claimed_by=self.claim_id, status=Reminder.Status.SENDING).update(
-            status=Reminder.Status.SENT, sent_at=timezone.now(), last_error=""  # claimed_by kept: who sent it
-        )
-        TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in group])
         if not self.result.messages:
             outage.record_delivery()  # the first delivery of a batch reopens the gate after an outage
         self.result.messages += 1
         self.result.sent += len(group)
-        self.result.sent_ids.extend(pks)
+        self.result.sent_ids.extend(reminder.pk for reminder in group)
 
     def finish(self) -> None:
-        if self.delivered:
+        """Record the last message delivered."""
+        delivered, self.delivered = self.delivered, []
+        if delivered:
             with transaction.atomic():
-                self._record_delivered()
+                _settle(self.claim_id, delivered, timezone.now())
+            self._count_sent(delivered)
 
     def _reopen(self) -> bool:
         """A refused message may leave the SMTP session in any state: start a fresh one."""

@@ -338,12 +338,18 @@ def ready(deployment) -> bool:
     return deployment.readiness()[0] == 200
 
 
-def outage(deployment, stop: Callable[[], None], start: Callable[[], None]) -> list[str]:
-    """Stop a service, return what readiness names as failed, start it again and wait for recovery."""
+def outage(deployment, stop: Callable[[], None], start: Callable[[], None], until: str | None = None) -> list[str]:
+    """Stop a service, return what readiness names as failed (once it names ``until``, if given), start
+    it again and wait for recovery."""
     wait_until(lambda: ready(deployment), "a ready portal")
     stop()
+
+    def failed():
+        names = failed_checks(deployment)
+        return names if names and (until is None or until in names) else None
+
     try:
-        return wait_until(lambda: failed_checks(deployment), "readiness to fail")
+        return wait_until(failed, "readiness to fail")
     finally:
         start()
         wait_until(lambda: ready(deployment), "readiness after the service is back (everything reconnected)")
@@ -367,5 +373,7 @@ def test_readiness_names_the_broker_while_redis_is_stopped_and_recovers(deployme
 
 
 def test_readiness_names_beat_when_beat_stops_and_recovers_when_it_runs_again(deployment):
-    failed = outage(deployment, lambda: deployment.stop("beat"), lambda: deployment.start("beat"))
-    assert failed == ["beat"]
+    # Waits for beat to be named: the worker's one-second ping (this test's setting) can miss once
+    # while the worker is busy with the two-second sweeps, which is not what this test is about.
+    failed = outage(deployment, lambda: deployment.stop("beat"), lambda: deployment.start("beat"), until="beat")
+    assert "beat" in failed and not {"database", "broker"} & set(failed)

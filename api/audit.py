@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from common import rows
 from common.logs import current_request_id
 
 from . import credentials
@@ -31,22 +32,24 @@ def about(request, *, client_id: int | None = None, asset_meta_id: str | None = 
         request.api_asset_meta_id = str(asset_meta_id)[:64]
 
 
-def record(request, response, action: str) -> ApiUse | None:
+def record(request, response, action: str) -> bool:
+    """Write the use's row (one INSERT, D80); False when the request showed no known credential."""
     credential = getattr(request, "api_credential", None)
     if credential is None:
-        return None
+        return False
     status = response.status_code
     outcome = "ok" if status < 400 else getattr(request, "api_outcome", "") or "error"
     now = timezone.now()
-    use = ApiUse.objects.create(
-        credential=credential, action=action[:60], method=request.method[:8],
-        client_id=getattr(request, "api_client_id", None), asset_meta_id=getattr(request, "api_asset_meta_id", ""),
-        status_code=status, outcome=outcome[:40], request_id=(current_request_id() or "")[:64], at=now,
-    )  # fmt: skip
+    rows.insert(ApiUse, {
+        "credential_id": credential.pk, "action": action[:60], "method": request.method[:8],
+        "client_id": getattr(request, "api_client_id", None),
+        "asset_meta_id": getattr(request, "api_asset_meta_id", ""), "status_code": status, "outcome": outcome[:40],
+        "request_id": (current_request_id() or "")[:64], "at": now,
+    })  # fmt: skip
     # A use the API answered (a success, or a 409 "no token works"): the credential's last-used time.
     if status < 400 or status == 409:
         credentials.note_use(credential, now)
-    return use
+    return True
 
 
 def prune(now: datetime | None = None) -> int:

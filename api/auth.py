@@ -8,18 +8,21 @@ An endpoint names the scope it needs::
         require_client(credential, client_id)      # 404 when it is limited to other clients
 
 Order of the checks (each refusal is JSON and changes nothing but the audit row): the rate
-limit per address (``api.urls``, before anything), the secret (401: missing, wrong, revoked),
-the rate limit per credential (429), the scope (403). Limits to clients and configurations are
-checked by the endpoint once it knows what the request is about, with the helpers below.
+limit per address (``api.urls``, before anything; the per-secret count is made in the same round
+trip), the secret (401: missing, wrong, revoked), the rate limit per credential (429), the scope
+(403). Limits to clients and configurations are checked by the endpoint once it knows what the
+request is about, with the helpers below.
 """
 
 from __future__ import annotations
 
 import functools
 
+from django.conf import settings
 from ninja.security import HttpBearer
 
-from common.ratelimit import check_rate_limit
+from common.logs import client_ip
+from common.ratelimit import hit_many, refusal, rule_rate
 
 from . import credentials
 from .errors import ApiError, Refused
@@ -40,9 +43,8 @@ class ServiceCredentialAuth(HttpBearer):
         super().__init__()
 
     def __call__(self, request) -> ServiceCredential:
-        scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
+        secret = bearer_secret(request)
+        if not secret:
             raise ApiError(401, "unauthenticated",
                            "Send the service credential's secret in the header “Authorization: Bearer <secret>”.",
                            headers=UNAUTHENTICATED)
@@ -56,9 +58,10 @@ class ServiceCredentialAuth(HttpBearer):
                            headers=UNAUTHENTICATED)
         request.api_credential = credential  # from here on the request is audited (api.audit)
         request.api_scope = self.scope
-        refused = check_rate_limit(request, "api", key=f"credential:{credential.pk}")
-        if refused is not None:
-            raise Refused(refused, "rate_limited")
+        if not hasattr(request, "api_secret_wait"):  # not counted on the way in (api.urls counts every request)
+            count_request(request, address=False)
+        if request.api_secret_wait is not None:
+            raise Refused(refusal(request, "api", request.api_secret_wait), "rate_limited")
         if self.scope is not None and not credential.has_scope(self.scope):
             raise ApiError(403, "insufficient_scope",
                            f"The credential “{credential.name}” lacks the scope {self.scope}; staff can add it.",
@@ -67,6 +70,32 @@ class ServiceCredentialAuth(HttpBearer):
 
     def authenticate(self, request, token):  # pragma: no cover - __call__ does it all
         raise NotImplementedError
+
+
+def bearer_secret(request) -> str:
+    """The secret of ``Authorization: Bearer <secret>``, or "" when the header says something else."""
+    scheme, _, secret = request.headers.get("Authorization", "").strip().partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
+
+
+def count_request(request, *, address: bool = True):
+    """Count the request under the API's limits in one round trip, before anything else reads it: per
+    address (``api-ip``; its 429 is returned here) and per secret shown (``api``; kept as
+    ``request.api_secret_wait`` for the credential check, which refuses it once the secret is known
+    to be a credential's, so a wrong secret still gets its 401). None when the request may go on."""
+    request.api_secret_wait = None
+    if not settings.RATE_LIMITS_ENABLED:
+        return None
+    secret = bearer_secret(request)
+    hits = [("api-ip", f"ip:{client_ip(request)}", rule_rate("api-ip"))] if address else []
+    if secret:
+        hits.append(("api", f"secret:{credentials.hash_secret(secret)}", rule_rate("api")))
+    waits = hit_many(hits)
+    if secret:
+        request.api_secret_wait = waits[-1]
+    if address and waits[0] is not None:
+        return refusal(request, "api-ip", waits[0])
+    return None
 
 
 @functools.cache

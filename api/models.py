@@ -62,10 +62,15 @@ class ServiceCredential(models.Model):
 class ApiUse(models.Model):
     """One request by a credential: what it asked about and how it was answered. Never a token or secret."""
 
-    credential = models.ForeignKey(ServiceCredential, on_delete=models.PROTECT, related_name="uses")
+    # One row per API request: no single-column indexes (the composite ones below start with these
+    # columns) and no database-level foreign keys (their checks lock the credential's and the
+    # client's rows on every insert); Django still applies PROTECT and SET_NULL on delete (D80).
+    credential = models.ForeignKey(ServiceCredential, on_delete=models.PROTECT, related_name="uses",
+                                   db_index=False, db_constraint=False)
     action = models.CharField(max_length=60, help_text="The endpoint, by name (e.g. asset_token).")
     method = models.CharField(max_length=8)
-    client = models.ForeignKey(CLIENT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    client = models.ForeignKey(CLIENT_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               db_index=False, db_constraint=False)
     asset_meta_id = models.CharField("asset Meta id", max_length=64, blank=True)
     status_code = models.PositiveSmallIntegerField()
     outcome = models.CharField(max_length=40, help_text="ok, or the error code answered.")

@@ -14,6 +14,7 @@ from common.ratelimit import rate_limit
 from common.responses import json_error
 
 from . import audit
+from .auth import count_request
 from .main import api
 
 
@@ -21,9 +22,11 @@ def guarded(view, action: str):
     """A view of the API: limited per address before anything else, JSON for Django's own refusals,
     and every use by a known credential recorded."""
 
-    @rate_limit("api-ip")
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
+        refused = count_request(request)
+        if refused is not None:
+            return refused
         try:
             response = view(request, *args, **kwargs)
         except Http404:

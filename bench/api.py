@@ -15,8 +15,9 @@ Parts (``--part``; each is one function, ``run_<part>``, reporting a dict of fig
 - ``token``: requests/s of ``GET /api/v1/assets/{id}/token``. The portal under gunicorn against
   PostgreSQL (and Redis for the rate-limit counters, limits set out of reach); ``--assets`` assets,
   each granted to a user token and to a system-user token of its client (plus a granular one for
-  every tenth, asked for by purpose); ``--clients`` client processes of ``--threads`` threads each
-  ask for random assets for ``--seconds``. Every answer must be a 200 with the system-user token.
+  every tenth, asked for by purpose); ``--clients`` client processes of ``--threads`` concurrent
+  connections each (asyncio, plain HTTP) ask for random assets for ``--seconds``. Every answer
+  must be a 200 with the system-user token.
   Then the database queries of one lookup, counted in this process for a few assets (they must not
   vary).
 
@@ -44,6 +45,7 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 ACME = "9100000000000001"
 # The benchmark measures the proxy, not the API's request budget.
 UNLIMITED = "api=100000000/m,api-ip=100000000/m"
+os.environ["RATE_LIMITS"] = UNLIMITED  # in this process too (its test-client requests), whatever Redis still counts
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -327,37 +329,59 @@ def count_lookup_queries(ids: list[str], secret: str) -> list[int]:
 
 
 def _token_client(args_tuple) -> tuple[int, list[float], int]:
-    """One client process: ``threads`` threads asking for random assets until the deadline."""
+    """One client process: ``connections`` concurrent requests for random assets until the deadline.
+
+    Plain HTTP/1.1 over asyncio streams, a connection per request (gunicorn's sync workers close
+    each one): a load generator far cheaper than ``requests`` in threads, whose CPU would be taken
+    from the same two cores the portal and PostgreSQL run on.
+    """
+    import asyncio
+    import json
     import random
-    import threading
+    from urllib.parse import urlsplit
 
-    import requests
-
-    url, secret, ids, threads, seconds, seed = args_tuple
-    deadline = time.monotonic() + seconds
+    url, secret, ids, connections, seconds, seed = args_tuple
+    cpu_started = time.process_time()
+    where = urlsplit(url)
     latencies: list[float] = []
     errors = [0]
-    lock = threading.Lock()
 
-    def worker(n: int) -> None:
-        session, chooser, mine = requests.Session(), random.Random(seed * 100 + n), []
-        headers = {"Authorization": f"Bearer {secret}"}
+    async def one(chooser: random.Random) -> None:
+        request = (f"GET /api/v1/assets/{chooser.choice(ids)}/token HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                   f"Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n").encode()
+        started = time.perf_counter()
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.write(request)
+        answer = await reader.read(-1)
+        writer.close()
+        latencies.append((time.perf_counter() - started) * 1000)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200 ") or json.loads(body)["kind"] != "system_user":
+            errors[0] += 1
+
+    async def worker(n: int, deadline: float) -> None:
+        chooser = random.Random(seed * 1000 + n)
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            answer = session.get(f"{url}/api/v1/assets/{chooser.choice(ids)}/token", headers=headers, timeout=30)
-            mine.append((time.perf_counter() - started) * 1000)
-            if answer.status_code != 200 or answer.json()["kind"] != "system_user":
-                with lock:
-                    errors[0] += 1
-        with lock:
-            latencies.extend(mine)
+            await one(chooser)
 
-    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return len(latencies), latencies, errors[0]
+    async def main() -> None:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(worker(n, deadline) for n in range(connections)))
+
+    asyncio.run(main())
+    return len(latencies), latencies, errors[0], time.process_time() - cpu_started
+
+
+def _database_backends() -> list[int]:
+    """The PostgreSQL backends connected to this database (the portal's workers keep theirs open), not ours."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [pid for (pid,) in cursor.fetchall()]
 
 
 def run_token(args) -> dict:
@@ -367,7 +391,7 @@ def run_token(args) -> dict:
     import requests
 
     django.setup()
-    from sweep import _process_cpu_s, free_port
+    from sweep import _machine_busy_s, _process_cpu_s, free_port
 
     ids, secret = seed_tokens(args.assets)
     queries = count_lookup_queries(ids, secret)
@@ -380,27 +404,35 @@ def run_token(args) -> dict:
             assert warm.get(f"{url}/api/v1/assets/{meta_id}/token", headers={"Authorization": f"Bearer {secret}"},
                             timeout=30).status_code == 200
         jobs = [(url, secret, ids, args.threads, args.seconds, n) for n in range(args.clients)]
-        portal_cpu, load = _process_cpu_s(portal.pid), os.getloadavg()[0]
+        backends = _database_backends()
+        database_cpu = sum(_process_cpu_s(pid) for pid in backends)
+        portal_cpu, busy, load = _process_cpu_s(portal.pid), _machine_busy_s(), os.getloadavg()[0]
         started = time.perf_counter()
         with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
             results = pool.map(_token_client, jobs)
         elapsed = time.perf_counter() - started
         portal_cpu, load = _process_cpu_s(portal.pid) - portal_cpu, (load + os.getloadavg()[0]) / 2
+        busy = _machine_busy_s() - busy
+        database_cpu = sum(_process_cpu_s(pid) for pid in backends) - database_cpu
     finally:
         portal.terminate()
         portal.wait(timeout=30)
-    requests_done = sum(done for done, _, _ in results)
-    latencies = [value for _, values, _ in results for value in values]
+    requests_done = sum(done for done, _, _, _ in results)
+    latencies = [value for _, values, _, _ in results for value in values]
+    per_lookup = 1000 / max(requests_done, 1)
     return {
         "assets": len(ids),
         "gunicorn workers": args.server_workers,
-        "client processes x threads": f"{args.clients} x {args.threads}",
+        "client processes x connections": f"{args.clients} x {args.threads}",
         "lookups": requests_done,
-        "errors": sum(errors for _, _, errors in results),
+        "errors": sum(errors for _, _, errors, _ in results),
         "lookups per second": requests_done / elapsed,
         "median ms": statistics.median(latencies),
         "p99 ms": percentile(latencies, 99),
-        "portal CPU ms per lookup (gunicorn processes)": 1000 * portal_cpu / max(requests_done, 1),
+        "portal CPU ms per lookup (gunicorn processes)": portal_cpu * per_lookup,
+        f"PostgreSQL CPU ms per lookup ({len(backends)} backends of the workers)": database_cpu * per_lookup,
+        "load generator CPU ms per lookup": sum(cpu for _, _, _, cpu in results) * per_lookup,
+        "the whole machine's busy CPU ms per lookup (everyone's)": busy * per_lookup,
         "load average during the run": load,
         "queries per lookup (3 assets, one by purpose)": queries,
     }
@@ -417,8 +449,8 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=2, help="gunicorn workers of each server")
     parser.add_argument("--assets", type=int, default=2000, help="token: assets seeded")
     parser.add_argument("--seconds", type=float, default=20.0, help="token: how long the clients ask")
-    parser.add_argument("--clients", type=int, default=2, help="token: client processes")
-    parser.add_argument("--threads", type=int, default=4, help="token: threads per client process")
+    parser.add_argument("--clients", type=int, default=1, help="token: client processes")
+    parser.add_argument("--threads", type=int, default=8, help="token: concurrent connections per client process")
     args = parser.parse_args()
     for name, run in PARTS.items():
         if args.part in (name, "all"):

@@ -69,31 +69,47 @@ def rule_rate(rule: str) -> Rate:
 
 def hit(rule: str, key: str, rate: Rate, now: float | None = None) -> int | None:
     """Count one request of ``key`` under ``rule``; seconds to wait if it is over the limit, else None."""
+    return hit_many([(rule, key, rate)], now)[0]
+
+
+def hit_many(hits: list[tuple[str, str, Rate]], now: float | None = None) -> list[int | None]:
+    """Count one request under each ``(rule, key, rate)`` at once (one Redis round trip for them all);
+    per hit, the seconds to wait if it is over its limit, else None."""
+    if not hits:
+        return []
     now = time.time() if now is None else now
-    window = int(now // rate.seconds)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # keys may hold addresses or credentials
-    cache_key = f"{settings.RATE_LIMIT_KEY_PREFIX}{rule}:{digest}:{window}"
+    windows, cache_keys = [], []
+    for rule, key, rate in hits:
+        window = int(now // rate.seconds)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # keys may hold addresses or credentials
+        windows.append(window)
+        cache_keys.append((f"{settings.RATE_LIMIT_KEY_PREFIX}{rule}:{digest}:{window}", rate.seconds + 1))
     try:
-        count = _count(cache_key, rate.seconds + 1)
-    except Exception as error:  # any cache failure lets the request through
-        logger.warning("Rate limit %s not applied: the cache failed (%s)", rule, error.__class__.__name__)
-        return None
-    if count <= rate.count:
-        return None
-    return max(1, math.ceil((window + 1) * rate.seconds - now))
+        counts = _count(cache_keys)
+    except Exception as error:  # any cache failure lets the requests through
+        logger.warning("Rate limits %s not applied: the cache failed (%s)", ", ".join(rule for rule, _, _ in hits),
+                       error.__class__.__name__)
+        return [None] * len(hits)
+    return [None if count <= rate.count else max(1, math.ceil((window + 1) * rate.seconds - now))
+            for count, window, (_, _, rate) in zip(counts, windows, hits, strict=True)]
 
 
-def _count(cache_key: str, timeout: int) -> int:
-    """Add one to the window's counter and return it: one round trip on Redis, two or three elsewhere."""
+def _count(cache_keys: list[tuple[str, int]]) -> list[int]:
+    """Add one to each window's counter and return them: one round trip on Redis, two or three a key elsewhere."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        # SET NX with the expiry, then INCR, pipelined: the counter is made and counted in one round
-        # trip (the cache API's add + incr costs three: its incr asks whether the key exists first).
-        key = backend.make_and_validate_key(cache_key)
-        pipe = backend._cache.get_client(key, write=True).pipeline(transaction=False)
-        pipe.set(key, 0, ex=timeout, nx=True)
-        pipe.incr(key)
-        return pipe.execute()[1]
+        # SET NX with the expiry, then INCR, pipelined: the counters are made and counted in one round
+        # trip (the cache API's add + incr costs three a key: its incr asks whether the key exists first).
+        keys = [(backend.make_and_validate_key(cache_key), timeout) for cache_key, timeout in cache_keys]
+        pipe = backend._cache.get_client(keys[0][0], write=True).pipeline(transaction=False)
+        for key, timeout in keys:
+            pipe.set(key, 0, ex=timeout, nx=True)
+            pipe.incr(key)
+        return pipe.execute()[1::2]
+    return [_count_one(cache_key, timeout) for cache_key, timeout in cache_keys]
+
+
+def _count_one(cache_key: str, timeout: int) -> int:
     try:
         cache.add(cache_key, 0, timeout=timeout)
         return cache.incr(cache_key)
@@ -121,6 +137,11 @@ def check_rate_limit(request, rule: str, *, key: str | None = None):
     retry_after = hit(rule, key or f"ip:{client_ip(request)}", rule_rate(rule))
     if retry_after is None:
         return None
+    return refusal(request, rule, retry_after)
+
+
+def refusal(request, rule: str, retry_after: int):
+    """The 429 for a request over ``rule``'s limit (logged)."""
     logger.warning("Rate limit %s reached", rule, extra={"rule": rule, "retry_after": retry_after})
     return too_many_requests(request, retry_after)
 

@@ -16,8 +16,9 @@ matches ``purpose`` before the plain system-user token, other granular tokens af
 tokens (made for exactly that Page), then user tokens; among equals, the one that works longest,
 then the newest.
 
-Two queries whatever the number of grants: the candidates (grants with their tokens, clients and
-assets, values deferred), then the chosen value. Tokens never imports onboarding: the client's status
+One query whatever the number of grants: the candidates (grants with their tokens, clients, parents
+and assets, the values still encrypted), as SQL written once per process (D80); only the chosen
+value is decrypted. Tokens never imports onboarding: the client's status
 is read through the foreign key, by value.
 """
 
@@ -28,7 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
+
+from common import rows
 
 from .models import AccessToken, Asset, AssetGrant
 
@@ -40,15 +44,18 @@ CLIENT_OFFBOARDED = "client_offboarded"
 OFFBOARDED = "offboarded"  # onboarding.ClientBusiness.Status.OFFBOARDED, by value (no import of onboarding)
 WORKING_GRANTS = (AssetGrant.Status.ACTIVE, AssetGrant.Status.EXPIRING)
 SYSTEM_USER_KINDS = (AccessToken.Kind.SYSTEM_USER, AccessToken.Kind.GRANULAR_SYSTEM_USER)
-# What the choice reads of each candidate (no value, no JSON it does not need: fewer columns to turn
-# into objects on every request).
-_TOKEN_FIELDS = ("client_id", "configuration_id", "kind", "status", "scopes", "missing_permissions", "expires_at",
-                 "data_access_expires_at", "parent_id", "purpose", "created_at")
-CANDIDATE_FIELDS = (
-    "status", "user_access_expire_time", "token_id", "asset_id", "asset__meta_id", "asset__kind",
-    *(f"token__{name}" for name in _TOKEN_FIELDS), "token__client__status",
-    *(f"token__parent__{name}" for name in ("status", "expires_at", "data_access_expires_at", "configuration_id",
-                                            "kind", "parent_id", "created_at")),
+# What the choice reads of each candidate, by model (no JSON it does not need: fewer columns to turn
+# into objects on every request). The token's value comes too, still encrypted.
+CANDIDATE_COLUMNS = (
+    rows.Columns("grant", AssetGrant, ("id", "status", "user_access_expire_time", "token_id", "asset_id")),
+    rows.Columns("asset", Asset, ("id", "meta_id", "kind", "client_id")),
+    rows.Columns("token", AccessToken, ("id", "client_id", "configuration_id", "kind", "status", "scopes",
+                                        "missing_permissions", "expires_at", "data_access_expires_at", "parent_id",
+                                        "purpose", "created_at")),
+    rows.Columns("client", AccessToken.client.field.related_model, ("id", "status", "meta_business_id")),
+    rows.Columns("parent", AccessToken, ("id", "status", "expires_at", "data_access_expires_at", "configuration_id",
+                                         "kind", "parent_id", "created_at")),
+    rows.Columns("token", AccessToken, ("value",), field_converters=False),  # decrypted once chosen
 )
 MAX_CANDIDATES = 500  # the newest grants on one asset; years of reconnecting stay far below this
 META_ID_PATTERN = r"^(act_)?[0-9]{1,30}$"  # Meta ids are decimal digits; an ad account's path has act_
@@ -168,11 +175,7 @@ def working_token(
     """
     now = now or timezone.now()
     requested = {str(scope) for scope in scopes}
-    grants = AssetGrant.objects.filter(asset__meta_id=str(meta_id)).select_related(
-        "asset", "token", "token__client", "token__parent").only(*CANDIDATE_FIELDS)
-    if client_ids is not None:
-        grants = grants.filter(token__client_id__in=list(client_ids))
-    grants = list(grants.order_by("-pk")[:MAX_CANDIDATES])
+    grants, ciphertexts = _candidates(str(meta_id), None if client_ids is None else list(client_ids))
     if configuration_ids is not None:
         allowed = set(configuration_ids)
         visible = [grant for grant in grants if _configuration_id(grant.token) in allowed]
@@ -199,7 +202,7 @@ def working_token(
 
         grant = min(working, key=preference)[1]
         token = grant.token
-        token.value = AccessToken.objects.filter(pk=token.pk).order_by().values_list("value", flat=True).get()
+        token.value = _decrypt(ciphertexts[grant.pk])
         return Selection(token=token, grant=grant, asset=grant.asset, value=token.value,
                          scopes=effective_scopes(token), expires_at=token.expires_at,
                          access_ends_at=access_ends_at(token, grant))
@@ -214,6 +217,58 @@ def working_token(
     missing = sorted(requested - set(effective_scopes(grant.token))) if reason == SCOPE_MISSING else []
     message = MESSAGES[reason].format(missing=", ".join(missing))
     raise NoWorkingToken(reason, message, token=token, client_id=grant.token.client_id, missing_scopes=missing)
+
+
+def _candidate_sql(connection, client_count: int | None) -> str:
+    """The candidates' SQL with ``client_count`` placeholders for the clients (None: no limit), written
+    once per vendor and count rather than compiled by the ORM on every request (D80)."""
+    key = (connection.vendor, client_count)
+    if key not in _CANDIDATE_SQL:
+        quote = connection.ops.quote_name
+        grant, asset, token, client, parent = (quote(group.alias) for group in CANDIDATE_COLUMNS[:5])
+        tables = {group.alias: quote(group.model._meta.db_table) for group in CANDIDATE_COLUMNS}
+        clients = "" if client_count is None else f" AND {token}.client_id IN ({', '.join(['%s'] * client_count)})"
+        # Names from the models and counts of placeholders only: every value is a parameter.
+        _CANDIDATE_SQL[key] = (
+            f"SELECT {rows.select_list(CANDIDATE_COLUMNS, connection)} FROM {tables['grant']} {grant}"  # noqa: S608
+            f" INNER JOIN {tables['asset']} {asset} ON {asset}.id = {grant}.asset_id"
+            f" INNER JOIN {tables['token']} {token} ON {token}.id = {grant}.token_id"
+            f" INNER JOIN {tables['client']} {client} ON {client}.id = {token}.client_id"
+            f" LEFT OUTER JOIN {tables['token']} {parent} ON {parent}.id = {token}.parent_id"
+            f" WHERE {asset}.meta_id = %s{clients} ORDER BY {grant}.id DESC LIMIT {MAX_CANDIDATES}"
+        )
+    return _CANDIDATE_SQL[key]
+
+
+_CANDIDATE_SQL: dict[tuple[str, int | None], str] = {}
+
+
+def _candidates(meta_id: str, client_ids: list[int] | None) -> tuple[list[AssetGrant], dict[int, object]]:
+    """The newest grants on the asset (of these clients), each with its token, the token's client and
+    parent, and the asset; and each grant's token value as stored (encrypted), by grant id."""
+    if client_ids == []:
+        return [], {}
+    if client_ids:
+        # Padded to a power of two with the last id (the same set): few statements kept, whatever the limits.
+        client_ids = client_ids + client_ids[-1:] * ((1 << (len(client_ids) - 1).bit_length()) - len(client_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(_candidate_sql(connection, None if client_ids is None else len(client_ids)),
+                       [meta_id, *(client_ids or ())])
+        found = cursor.fetchall()
+    grants, ciphertexts = [], {}
+    for row in found:
+        grant, asset, token, client, parent, (ciphertext,) = rows.split(row, CANDIDATE_COLUMNS, connection)
+        token.client = client
+        if parent is not None:
+            token.parent = parent
+        grant.token, grant.asset = token, asset
+        grants.append(grant)
+        ciphertexts[grant.pk] = ciphertext
+    return grants, ciphertexts
+
+
+def _decrypt(ciphertext) -> str:
+    return AccessToken._meta.get_field("value").from_db_value(ciphertext, None, connection)
 
 
 def _reconnect_subject(token: AccessToken) -> AccessToken:

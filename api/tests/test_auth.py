@@ -90,6 +90,22 @@ def test_the_credential_endpoint_shows_its_scopes_and_limits_and_records_the_use
     assert credential.last_used_at is not None
 
 
+def test_audit_rows_outlive_their_client_and_keep_their_credential(credential_factory):
+    """The rows have no foreign keys in the database (D80): Django's on_delete still holds."""
+    from django.db.models import ProtectedError
+
+    client = make_client("Gone soon")
+    credential, _ = credential_factory("Catalog sync", [Scope.HEALTH_READ])
+    use = ApiUse.objects.create(credential=credential, client=client, action="client_health", method="GET",
+                                status_code=200, outcome="ok")
+
+    client.delete()
+    use.refresh_from_db()
+    assert use.client_id is None and use.credential == credential
+    with pytest.raises(ProtectedError):
+        credential.delete()
+
+
 def test_a_credential_limited_to_client_a_gets_404_for_client_b_assets(caller, credential_factory):
     client_a, client_b = make_client("A"), make_client("B")
     asset_a = make_asset(client_a, meta_id="1001")

@@ -242,7 +242,7 @@ def test_a_proxied_call_costs_the_same_queries_whatever_the_asset_batch_or_grant
             assert call().status_code == 200
         counts.append(len(queries))
     # The credential, its two limits, the grants and the chosen value (tokens.selection), the audit row.
-    assert counts == [7, 6, 6, 6]
+    assert counts == [4, 3, 3, 3]
 
 
 def test_neither_the_token_nor_its_proof_is_logged_or_answered(world, proxy, caplog):

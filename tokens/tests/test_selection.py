@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from testsupport.factories import make_asset, make_client, make_configuration, make_grant, make_token
-from tokens import selection
+from tokens import crypto, selection
 from tokens.models import AccessToken
 
 pytestmark = pytest.mark.django_db
@@ -61,6 +61,17 @@ def test_limits_to_clients_and_configurations(page):
                                    configuration_ids=[token.configuration_id]).token == token
 
 
+@pytest.mark.parametrize("others", [0, 2, 4, 6])
+def test_a_limit_to_several_clients_finds_exactly_their_assets(page, others):
+    token = granted(page)
+    clients = [make_client(f"Other {n}").pk for n in range(others)]
+
+    assert selection.working_token(PAGE_ID, client_ids=[*clients, page.client_id]).token == token
+    assert selection.working_token(PAGE_ID, client_ids=[page.client_id, *clients]).token == token
+    with pytest.raises(selection.AssetUnknown):
+        selection.working_token(PAGE_ID, client_ids=clients)
+
+
 def test_a_granular_token_counts_under_its_parents_configuration(page):
     parent = granted(page, kind="system_user", status="invalid")
     granular = granted(page, kind="granular_system_user", parent=parent, configuration=None, purpose="ads")
@@ -68,14 +79,18 @@ def test_a_granular_token_counts_under_its_parents_configuration(page):
     assert selection.working_token(PAGE_ID, configuration_ids=[parent.configuration_id]).token == granular
 
 
-def test_the_choice_reads_values_only_for_the_chosen_token(page, django_assert_num_queries):
+def test_the_choice_is_one_query_and_decrypts_only_the_chosen_token(page, django_assert_num_queries, monkeypatch):
     for _ in range(5):
         granted(page)
     chosen = granted(page, kind="system_user", value="EAAB-the-chosen-one")
+    decrypted = []
+    real_decrypt = crypto.decrypt
+    monkeypatch.setattr(crypto, "decrypt", lambda ciphertext, *a, **k: decrypted.append(1) or real_decrypt(ciphertext))
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         result = selection.working_token(PAGE_ID)
 
+    assert len(decrypted) == 1
     assert result.token == chosen and result.value == "EAAB-the-chosen-one"
     assert result.access_ends_at is None and not result.ends_within_reminder_window()
 

@@ -1,0 +1,94 @@
+"""Model instances from SQL written once per process, for the few queries on every API request (D80).
+
+The ORM compiles a query anew on every call: for the token choice's five-table join that was most
+of a millisecond of CPU, more than PostgreSQL spent answering it. ``Columns`` names the columns of
+one model under a table alias, gives their SQL, and turns a result row's slice back into a model
+instance through the same converters the ORM applies (so JSON, dates and times read as the ORM
+reads them, on PostgreSQL and SQLite alike). Fields not named stay deferred, as with ``only()``.
+"""
+
+from __future__ import annotations
+
+from django.db import connection as default_connection
+
+
+class Columns:
+    def __init__(self, alias: str, model, attnames=None, *, field_converters: bool = True):
+        self.alias, self.model = alias, model
+        # In the model's own order: Model.from_db() takes a subset of the fields only in that order.
+        self.fields = [field for field in model._meta.concrete_fields if attnames is None or field.attname in attnames]
+        missing = set(attnames or ()) - {field.attname for field in self.fields}
+        if missing:
+            raise ValueError(f"{model.__name__} has no columns {sorted(missing)}")
+        self.attnames = [field.attname for field in self.fields]
+        self.field_converters = field_converters
+        self._converters: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def sql(self, connection=default_connection) -> str:
+        quote = connection.ops.quote_name
+        return ", ".join(f"{quote(self.alias)}.{quote(field.column)}" for field in self.fields)
+
+    def converters(self, connection) -> list:
+        """Per column: (its expression, the backend's converters then the field's), kept per database vendor."""
+        found = self._converters.get(connection.vendor)
+        if found is None:
+            found = []
+            for field in self.fields:
+                column = field.get_col(self.alias)
+                functions = connection.ops.get_db_converters(column)
+                if self.field_converters:
+                    functions = functions + column.get_db_converters(connection)
+                found.append((column, functions))
+            self._converters[connection.vendor] = found
+        return found
+
+    def values(self, row, start: int, connection=default_connection) -> list:
+        """This model's columns of ``row`` from position ``start``, converted."""
+        values = []
+        for (column, functions), value in zip(self.converters(connection), row[start:start + len(self)], strict=True):
+            for function in functions:
+                value = function(value, column, connection)
+            values.append(value)
+        return values
+
+    def instance(self, row, start: int, connection=default_connection):
+        """The model instance of this slice of ``row``; None when its primary key is NULL (an outer join's miss)."""
+        values = self.values(row, start, connection)
+        if values[self.attnames.index(self.model._meta.pk.attname)] is None:
+            return None
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+def select_list(groups, connection=default_connection) -> str:
+    return ", ".join(group.sql(connection) for group in groups)
+
+
+def split(row, groups, connection=default_connection) -> list:
+    """A row of ``select_list(groups)``: one instance (or None) per group, in order."""
+    objects, position = [], 0
+    for group in groups:
+        objects.append(group.instance(row, position, connection) if group.field_converters
+                       else group.values(row, position, connection))
+        position += len(group)
+    return objects
+
+
+_INSERTS: dict[tuple, str] = {}
+
+
+def insert(model, values: dict, connection=default_connection) -> None:
+    """INSERT one row of ``model`` (``values`` by attname), its SQL kept per model and columns: for rows
+    written on every request, where the ORM's save() compiles anew and sends signals nobody listens to."""
+    fields = [model._meta.get_field(name) for name in values] if values else []
+    key = (connection.vendor, model, tuple(values))
+    if key not in _INSERTS:
+        quote = connection.ops.quote_name
+        # Names from the model only; every value is a parameter.
+        columns, placeholders = ", ".join(quote(f.column) for f in fields), ", ".join(["%s"] * len(fields))
+        _INSERTS[key] = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values.values(), strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERTS[key], params)

@@ -175,7 +175,7 @@ def layer_cpu(page: str, secret: str, calls: int) -> dict[str, float]:
     timed(GraphClient, "forward", "  GraphClient.forward (requests, to Meta)")
     timed(proxy.meta_throttle, "blocked", "  meta_throttle.blocked")
     timed(api.auth.credentials, "find_credential", "api: credential lookup")
-    timed(api.auth, "check_rate_limit", "api: rate limit per credential")
+    timed(api.auth, "hit_many", "api: rate limits (per address and per secret, one round trip)")
     timed(api.audit, "record", "api: audit row")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
     try:

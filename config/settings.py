@@ -112,6 +112,22 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
 
+# Requests under /api/ carry a bearer credential, never a session cookie: their stack leaves out
+# what only serves people's sessions (config.handlers, D80).
+API_MIDDLEWARE = [
+    name for name in MIDDLEWARE
+    if name not in {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django_otp.middleware.OTPMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "axes.middleware.AxesMiddleware",
+    }
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
@@ -292,7 +308,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=REDIS_URL)
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_REDIS_URL, "KEY_PREFIX": "portal"}
+        {"BACKEND": "common.cache.RedisCache", "LOCATION": CACHE_REDIS_URL, "KEY_PREFIX": "portal"}
         if CACHE_REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "portal"}
     )

@@ -1,9 +1,13 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+
+from config.handlers import PortalWSGIApplication  # noqa: E402
+
+application = PortalWSGIApplication()
 
 # gunicorn runs no system checks: refuse unsafe production settings here, before serving.
 from config.checks import refuse_unsafe_production  # noqa: E402

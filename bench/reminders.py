@@ -6,8 +6,10 @@
     .venv/bin/python bench/reminders.py --scenario outage --reminders 2000 --senders 2 --down-seconds 20
 
 Seeds N clients, each with one live token ending in 3 days and one notification address, and plans
-their reminders (N due rows). The SMTP server is aiosmtpd in ``--smtp-processes`` processes of its
-own sharing one port (SO_REUSEPORT), counting what it accepts per reminder id. Each sender is a
+their reminders (N due rows). The SMTP server runs in ``--smtp-processes`` processes of its own
+sharing one port (SO_REUSEPORT), counting what it accepts per reminder id: ``bench/smtp_sink.py``
+(a lean asyncio server, tested in ``bench/test_smtp_sink.py``) or, with ``--smtp-server aiosmtpd``,
+aiosmtpd (about four times its CPU per message). Each sender is a
 process doing what a ``tokens.send_reminders`` task chain does (claim a batch, send it over one
 connection, again while batches are full), so ``--senders`` is the number of Celery workers sending.
 
@@ -45,7 +47,7 @@ os.environ.setdefault("DJANGO_DEBUG", "false")
 
 
 # ---------------------------------------------------------------------------------------------
-# The SMTP server: aiosmtpd in processes of its own, one port
+# The SMTP server: processes of its own, one port
 
 
 def _reuseport_socket(port: int) -> socket.socket:
@@ -57,48 +59,65 @@ def _reuseport_socket(port: int) -> socket.socket:
     return sock
 
 
-def smtp_process(port: int, received, connections, ids_out, accepting) -> None:
-    """One aiosmtpd server on a shared port; counts messages and connection attempts.
+def smtp_process(port: int, received, connections, ids_out, accepting, kind: str = "sink") -> None:
+    """One SMTP server on a shared port (``sink``: bench.smtp_sink, or aiosmtpd); counts messages and connections.
 
     While ``accepting`` is 0 the listening socket is closed, so connections are refused (the
     kernel gives them to a process still listening, or refuses them when none is).
     """
-    import email.parser
     import logging
 
-    from aiosmtpd.smtp import SMTP
+    from bench.smtp_sink import SinkProtocol, header
 
-    logging.getLogger("mail.log").setLevel(logging.ERROR)
-    parser = email.parser.BytesHeaderParser()
     seen: list[str] = []
 
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            ids = parser.parsebytes(envelope.content).get("X-Portal-Reminder", "")
-            seen.extend(ids.split(","))
-            with received.get_lock():
-                received.value += 1
-            return "250 OK"
+    def accepted(content: bytes) -> None:
+        seen.extend(header(content, b"X-Portal-Reminder").split(","))
+        with received.get_lock():
+            received.value += 1
 
     live: set = set()
 
-    class Counting(SMTP):
-        def connection_made(self, transport):
-            with connections.get_lock():
-                connections.value += 1
-            live.add(transport)
-            super().connection_made(transport)
+    def counted(protocol_class):
+        class Counting(protocol_class):
+            def connection_made(self, transport):
+                with connections.get_lock():
+                    connections.value += 1
+                live.add(transport)
+                super().connection_made(transport)
 
-        def connection_lost(self, error):
-            live.discard(self.transport)
-            super().connection_lost(error)
+            def connection_lost(self, error):
+                live.discard(self.transport)
+                super().connection_lost(error)
+
+        return Counting
+
+    if kind == "aiosmtpd":
+        from aiosmtpd.smtp import SMTP
+
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                accepted(envelope.original_content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+                return "250 OK"
+
+        server_class = counted(SMTP)
+
+        def make_protocol():
+            return server_class(Handler())
+    else:
+        server_class = counted(SinkProtocol)
+
+        def make_protocol():
+            return server_class(accepted)
 
     async def serve():
         loop = asyncio.get_running_loop()
         server = None
         while True:
             if accepting.value and server is None:
-                server = await loop.create_server(lambda: Counting(Handler()), sock=_reuseport_socket(port))
+                server = await loop.create_server(make_protocol, sock=_reuseport_socket(port))
             elif not accepting.value and server is not None:
                 server.close()  # refuse new connections, and drop the open ones (a crashed server)
                 for transport in list(live):
@@ -118,7 +137,7 @@ def smtp_process(port: int, received, connections, ids_out, accepting) -> None:
 
 
 class SmtpServer:
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, kind: str = "sink") -> None:
         context = multiprocessing.get_context("spawn")  # no Django, no inherited connections
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -130,7 +149,8 @@ class SmtpServer:
         for _ in range(processes):
             parent, child = context.Pipe()
             process = context.Process(
-                target=smtp_process, args=(self.port, self.received, self.connections, child, self.accepting),
+                target=smtp_process,
+                args=(self.port, self.received, self.connections, child, self.accepting, kind),
                 daemon=True,  # never outlives a benchmark that failed
             )
             process.start()
@@ -322,7 +342,7 @@ def statuses() -> Counter:
 
 def throughput(args, senders: int) -> dict:
     due = seed(args.reminders)
-    smtp = SmtpServer(args.smtp_processes)
+    smtp = SmtpServer(args.smtp_processes, args.smtp_server)
     pipes: list = []
     busy = machine_busy_s()
     started = time.perf_counter()
@@ -347,7 +367,7 @@ def throughput(args, senders: int) -> dict:
 
 def kill(args, senders: int) -> dict:
     due = seed(args.reminders)
-    smtp = SmtpServer(args.smtp_processes)
+    smtp = SmtpServer(args.smtp_processes, args.smtp_server)
     processes = start_senders(senders, smtp.port, until_empty=False)
     wait_for(lambda: smtp.received.value >= args.kill_after)
     from tokens.models import Reminder
@@ -382,7 +402,7 @@ def outage(args, senders: int) -> dict:
     settings.REMINDER_OUTAGE_RETRY_BASE_SECONDS = args.outage_base
     settings.REMINDER_OUTAGE_RETRY_CAP_SECONDS = args.outage_cap
     due = seed(args.reminders)
-    smtp = SmtpServer(args.smtp_processes)
+    smtp = SmtpServer(args.smtp_processes, args.smtp_server)
     processes = start_senders(senders, smtp.port, until_empty=False)
     wait_for(lambda: smtp.received.value >= args.kill_after)
     smtp.down()
@@ -411,6 +431,8 @@ def main() -> None:
     parser.add_argument("--senders", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--batch", type=int, default=100, help="REMINDER_BATCH_SIZE")
     parser.add_argument("--smtp-processes", type=int, default=2)
+    parser.add_argument("--smtp-server", choices=["sink", "aiosmtpd"], default="sink",
+                        help="bench/smtp_sink.py (lean, asyncio) or aiosmtpd")
     parser.add_argument("--kill-after", type=int, default=500, help="messages delivered before the fault")
     parser.add_argument("--down-seconds", type=float, default=20.0)
     parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True,

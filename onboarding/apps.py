@@ -11,7 +11,7 @@ class OnboardingConfig(AppConfig):
 
         from . import staff_jobs  # noqa: F401  (registers the staff actions' jobs with staffjobs)
         from .client_status import follow_connection_states
-        from .links import reconnect_url
+        from .links import reconnect_url, reconnect_urls
 
-        register_reconnect_url_builder(reconnect_url)
+        register_reconnect_url_builder(reconnect_url, many=reconnect_urls)
         connection_states_changed.connect(follow_connection_states, dispatch_uid="onboarding.follow_connection_states")

@@ -77,7 +77,7 @@ def ttl_days() -> int:
     return int(getattr(settings, "INVITATION_TTL_DAYS", 14))
 
 
-def create_invitation(
+def new_invitation(
     client: ClientBusiness,
     configuration: LoginConfiguration,
     *,
@@ -88,15 +88,16 @@ def create_invitation(
     message: str = "",
     switching_from: LoginConfiguration | None = None,
 ) -> tuple[Invitation, str]:
-    """A new invitation and the key for its link (the only time the key exists in clear).
+    """An invitation not saved yet and the key for its link (the only time the key exists in clear).
 
-    Raises ``InvitationRefused`` for a client the portal would refuse (offboarded).
+    Raises ``InvitationRefused`` for a client the portal would refuse (offboarded). Save it (or
+    ``bulk_create`` several) before the link leaves the process.
     """
     refusal = refusal_for(client)
     if refusal:
         raise InvitationRefused(refusal)
     raw = new_key()
-    invitation = Invitation.objects.create(
+    invitation = Invitation(
         client=client,
         configuration=configuration,
         contact=contact,
@@ -109,6 +110,13 @@ def create_invitation(
         switching_from=switching_from,
     )
     return invitation, sign_key(raw)
+
+
+def create_invitation(client: ClientBusiness, configuration: LoginConfiguration, **fields) -> tuple[Invitation, str]:
+    """A new invitation, stored, and the key for its link (``new_invitation``'s arguments)."""
+    invitation, link_key = new_invitation(client, configuration, **fields)
+    invitation.save(force_insert=True)
+    return invitation, link_key
 
 
 def resolve_invitation(link_key: str, *, allow_used: bool = False) -> Invitation:

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from common.emails import templated_email
 
-from .links import reconnect_url
+from .links import reconnect_url, reconnect_urls
 from .models import AccessToken, AssetGrant, Reminder
 
 WHAT_STOPS = {
@@ -71,14 +71,31 @@ def send_reminder_email(reminders: list[Reminder], *, connection=None) -> None:
     reminder_email(reminders, connection=connection).send()
 
 
-def reminder_email(reminders: list[Reminder], *, connection=None):
+def reminder_token(reminders: list[Reminder]) -> AccessToken:
+    """The token whose reconnect link an email about these reminders carries."""
+    reminder = reminders[0]
+    return reminder.token if reminder.token_id else reminder.grant.token
+
+
+def reminder_links(groups: list[list[Reminder]]) -> list:
+    """One new reconnect link per email (``groups``: tokens.reminders.group_reminders), stored in one INSERT.
+
+    An item that could not be made (an offboarded client) is the exception that says why:
+    ``reminder_email`` raises it for that email only.
+    """
+    return reconnect_urls([reminder_token(group) for group in groups])
+
+
+def reminder_email(reminders: list[Reminder], *, connection=None, link: str | Exception | None = None):
     """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders).
 
-    Rendering creates the reconnect link (an invitation row): the sender does it inside the
-    transaction that marks these reminders as handed over, then sends outside it.
+    ``link`` is its reconnect link made beforehand (``reminder_links``); without one, rendering
+    makes it (a new invitation row).
     """
+    if isinstance(link, Exception):
+        raise link
     reminder = reminders[0]
-    token = reminder.token if reminder.token_id else reminder.grant.token
+    token = reminder_token(reminders)
     assets = reminder_assets(reminders)
     ends = [r.ends_at for r in reminders if r.ends_at]
     context = {
@@ -94,7 +111,7 @@ def reminder_email(reminders: list[Reminder], *, connection=None):
         "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
         "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
         "is_user_token": token.kind == AccessToken.Kind.USER,
-        "reconnect_url": reconnect_url(token),
+        "reconnect_url": link or reconnect_url(token),
         "PORTAL_NAME": settings.PORTAL_NAME,
         "SUPPORT_EMAIL": settings.SUPPORT_EMAIL,
         "HELP_CENTER_URL": settings.HELP_CENTER_URL,

@@ -560,7 +560,7 @@ def send_due_reminders(
     *, now: datetime | None = None, limit: int | None = None, worker: str = "", task_id: str = ""
 ) -> SendResult:
     """Claim one batch of due reminders and send it over one mail connection."""
-    from .emails import reminder_email
+    from .emails import reminder_email, reminder_links
 
     now = now or timezone.now()
     limit = limit or settings.REMINDER_BATCH_SIZE
@@ -579,6 +579,10 @@ def send_due_reminders(
     )
     stale = stale_reminders(reminders, now)
     result.cancelled = _cancel(stale, now)
+    groups = group_reminders([r for r in reminders if r.pk not in stale])
+    # Every email's reconnect link (an invitation row each) in one INSERT, before anything is handed
+    # over: a link is used once its email goes out; one made for an email that never does is never seen.
+    links = reminder_links(groups)
     batch = Batch(claim_id, get_connection(), reminder_email, result, renewed_at=now)
     try:
         batch.connection.open()
@@ -586,8 +590,8 @@ def send_due_reminders(
         _stop_batch(claim_id, exc, result)
         return result
     try:
-        for group in group_reminders([r for r in reminders if r.pk not in stale]):
-            if not batch.send(group):
+        for group, link in zip(groups, links, strict=True):
+            if not batch.send(group, link):
                 break
         batch.finish()
     finally:
@@ -661,11 +665,11 @@ def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], 
 class Batch:
     """One sender's claimed batch on one mail connection.
 
-    Per message, one transaction records the previous message as sent (with its audit rows),
-    marks this one as handed over, renews the whole claim and renders this message (which creates
-    its reconnect link); the message then goes to the mail server outside any transaction. So at
-    every instant at most one message is delivered-but-unrecorded or handed-over-but-unknown (the
-    in-doubt message of D9), and a message costs one commit (decisions.md D68).
+    Per message, one statement records the previous message as sent (with its audit rows) and
+    marks this one as handed over; this message is rendered (its reconnect link was made with the
+    batch's, D78) and goes to the mail server outside any transaction. So at every instant at most
+    one message is delivered-but-unrecorded or handed-over-but-unknown (the in-doubt message of
+    D9), and a message costs one commit (decisions.md D68).
     """
 
     claim_id: str
@@ -707,15 +711,16 @@ class Batch:
         self._count_sent(delivered)
         return [reminder for reminder in group if reminder.pk in started]
 
-    def send(self, group: list[Reminder]) -> bool:
-        """Send one email; False when the mail server can't be used (the batch stops there)."""
+    def send(self, group: list[Reminder], link: str | Exception | None = None) -> bool:
+        """Send one email (``link``: its reconnect link, made beforehand); False when the mail server
+        can't be used (the batch stops there)."""
         error = message = None
         group = self._settle_and_mark(group)
         if not group:
             return True
         try:
-            # Rendering makes the reconnect link (an invitation row); the message goes out after.
-            message = self.build_email(group, connection=self.connection)
+            # Rendering (which makes the reconnect link when none was made before); the message goes out after.
+            message = self.build_email(group, connection=self.connection, link=link)
         except DatabaseError:
             # Never handed over: not in doubt, and no attempt spent (if the database lets us say so).
             Reminder.objects.filter(pk__in=[r.pk for r in group], claimed_by=self.claim_id).update(

@@ -243,3 +243,56 @@ def test_a_sent_invitation_cannot_be_edited_only_revoked(client, client_business
     assert Invitation.objects.get().email == "ada@acme.test"
     client.post("/admin/onboarding/invitation/", {"action": "revoke", "_selected_action": [invitation.pk]})
     assert Invitation.objects.get().revoked_at is not None
+
+
+def _link_keys(message) -> set[str]:
+    import re
+
+    html = message.alternatives[0][0]
+    return set(re.findall(r"/invite/([^/\s\"]+)/", message.body)) | set(re.findall(r"/invite/([^/\s\"]+)/", html))
+
+
+def test_a_reminder_batch_makes_each_emails_own_link_in_one_insert(client_business, contact, system_user_config):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from onboarding.invitations import resolve_invitation
+    from testsupport.factories import make_client, make_contact, make_token
+    from tokens.reminders import plan_reminders, send_due_reminders
+
+    ClientBusiness.objects.filter(pk=client_business.pk).update(notification_emails="ops@acme.test")
+    other = make_client(name="Bistro", notification_emails="")
+    ends = timezone.now() + timedelta(days=2)
+    for owner, grantor in ((client_business, contact), (other, make_contact(other, email="bo@bistro.test"))):
+        make_token(owner, configuration=system_user_config, kind="system_user", granted_by=grantor, expires_at=ends)
+    plan_reminders()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = send_due_reminders()
+
+    inserts = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "onboarding_invitation"')]
+    assert result.messages == 3 and len(inserts) == 1
+    keys = []
+    for message in mail.outbox:
+        (key,) = _link_keys(message)  # the text and the HTML carry the same link
+        invitation = resolve_invitation(key)
+        assert (invitation.mode, invitation.email) == ("reconnect", invitation.contact.email)
+        assert invitation.client.name in message.body
+        keys.append(key)
+    assert len(set(keys)) == 3 and Invitation.objects.count() == 3
+
+
+def test_links_made_together_leave_out_an_offboarded_client_with_the_reason(client_business, system_user_config):
+    from onboarding.invitations import InvitationRefused
+    from onboarding.links import reconnect_urls
+    from testsupport.factories import make_client, make_token
+
+    gone = make_client(name="Gone Ltd", status="offboarded")
+    live = make_token(client_business, configuration=system_user_config, kind="system_user")
+    tokens = [make_token(gone, configuration=system_user_config, kind="system_user"), live, live]  # live: two emails
+
+    refused, first, second = reconnect_urls(tokens)
+
+    assert isinstance(refused, InvitationRefused) and "Gone Ltd is offboarded" in str(refused)
+    assert first != second and Invitation.objects.filter(client=client_business).count() == 2
+    assert not Invitation.objects.filter(client=gone).exists()

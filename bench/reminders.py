@@ -256,7 +256,7 @@ def seed(n: int) -> int:
 def configure_mail(port: int) -> None:
     from django.conf import settings
 
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_BACKEND = "common.smtp.EmailBackend"  # what EMAIL_URL=smtp://... selects
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""

@@ -7,8 +7,8 @@
 
 Seeds N clients, each with one live token ending in 3 days and one notification address, and plans
 their reminders (N due rows). The SMTP server runs in ``--smtp-processes`` processes of its own
-sharing one port (SO_REUSEPORT), counting what it accepts per reminder id: ``bench/smtp_sink.py``
-(a lean asyncio server, tested in ``bench/test_smtp_sink.py``) or, with ``--smtp-server aiosmtpd``,
+sharing one port (SO_REUSEPORT), counting what it accepts per reminder id: ``testsupport/smtp_sink.py``
+(a lean asyncio server, tested in ``testsupport/tests/test_smtp_sink.py``) or, with ``--smtp-server aiosmtpd``,
 aiosmtpd (about four times its CPU per message). Each sender is a
 process doing what a ``tokens.send_reminders`` task chain does (claim a batch, send it over one
 connection, again while batches are full), so ``--senders`` is the number of Celery workers sending.
@@ -60,14 +60,14 @@ def _reuseport_socket(port: int) -> socket.socket:
 
 
 def smtp_process(port: int, received, connections, ids_out, accepting, kind: str = "sink") -> None:
-    """One SMTP server on a shared port (``sink``: bench.smtp_sink, or aiosmtpd); counts messages and connections.
+    """One SMTP server on a shared port (``sink``: testsupport.smtp_sink, or aiosmtpd); counts messages and connections.
 
     While ``accepting`` is 0 the listening socket is closed, so connections are refused (the
     kernel gives them to a process still listening, or refuses them when none is).
     """
     import logging
 
-    from bench.smtp_sink import SinkProtocol, header
+    from testsupport.smtp_sink import SinkProtocol, header
 
     seen: list[str] = []
 
@@ -432,7 +432,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="REMINDER_BATCH_SIZE")
     parser.add_argument("--smtp-processes", type=int, default=2)
     parser.add_argument("--smtp-server", choices=["sink", "aiosmtpd"], default="sink",
-                        help="bench/smtp_sink.py (lean, asyncio) or aiosmtpd")
+                        help="testsupport/smtp_sink.py (lean, asyncio) or aiosmtpd")
     parser.add_argument("--kill-after", type=int, default=500, help="messages delivered before the fault")
     parser.add_argument("--down-seconds", type=float, default=20.0)
     parser.add_argument("--restart", action=argparse.BooleanOptionalAction, default=True,

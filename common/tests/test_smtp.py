@@ -2,6 +2,7 @@
 
 import email
 import random
+import smtplib
 import socket
 import string
 from email.message import Message
@@ -87,3 +88,97 @@ def test_the_backend_delivers_the_message(settings):
     text, html = (part.get_payload(decode=True).decode() for part in received.get_payload())
     assert (text, html) == ("Grüße,\r\n€ 5\r\n", "<p>Grüße,\r\n€ 5\r\n</p>")  # as sent: CRLF
     assert str(email.header.make_header(email.header.decode_header(received["Subject"]))).startswith("Action requise")
+
+
+@pytest.fixture
+def sink():
+    """The lean SMTP server (it offers PIPELINING) in a thread; ``serve(refuse=...)`` starts it."""
+    import asyncio
+    import threading
+
+    from testsupport.smtp_sink import SinkProtocol
+
+    received, loops = [], []
+
+    def serve(refuse=None) -> int:
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(
+            loop.create_server(lambda: SinkProtocol(received.append, refuse=refuse), "127.0.0.1", 0)
+        )
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        loops.append((loop, server))
+        return server.sockets[0].getsockname()[1]
+
+    yield serve, received
+    for loop, server in loops:
+        loop.call_soon_threadsafe(loop.stop)
+        server.close()
+
+
+def _talking(connection, spoken: list[str]):
+    """Record, in order, each write to the server and each reply read."""
+    send, getreply = connection.send, connection.getreply
+
+    def sending(data):
+        spoken.append("send")
+        return send(data)
+
+    def replying():
+        spoken.append("reply")
+        return getreply()
+
+    connection.send, connection.getreply = sending, replying
+
+
+def test_to_a_server_offering_pipelining_a_message_takes_two_round_trips(sink):
+    serve, received = sink
+    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(), use_tls=False)
+    first, second = MESSAGES[0](), MESSAGES[4]()
+    with backend:
+        assert backend.send_messages([first]) == 1
+        spoken = []
+        _talking(backend.connection, spoken)
+        assert backend.send_messages([second]) == 1
+        assert spoken == ["send", "reply", "reply", "reply", "send", "reply"]  # MAIL+RCPT+DATA, then the message
+    assert [email.message_from_bytes(data)["Subject"] for data in received] == [first.subject, ""]
+    assert email.message_from_bytes(received[1]).get_payload()[0].get_payload() == "\r\n.\r\n..\r\nFrom here\r\n"
+
+
+@pytest.mark.parametrize(
+    "refuse, error, code",
+    [
+        ({b"MAIL": b"550 5.7.1 sender refused\r\n"}, smtplib.SMTPSenderRefused, 550),
+        ({b"RCPT": b"550 5.1.1 no such user\r\n"}, smtplib.SMTPRecipientsRefused, None),
+        ({b"DATA": b"554 5.3.0 not now\r\n"}, smtplib.SMTPDataError, 554),
+        ({b".": b"554 5.7.1 message refused\r\n"}, smtplib.SMTPDataError, 554),
+        ({b"RCPT": b"452 4.5.3 too many recipients\r\n"}, smtplib.SMTPRecipientsRefused, None),
+    ],
+)
+def test_a_refusal_raises_what_smtplib_raises_and_the_session_goes_on(sink, refuse, error, code):
+    serve, received = sink
+    refusing = dict(refuse)
+    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(refusing), use_tls=False)
+    with backend:
+        with pytest.raises(error) as raised:
+            backend.send_messages([MESSAGES[0]()])
+        if code:
+            assert raised.value.smtp_code == code
+        else:
+            assert [c for c, _ in raised.value.recipients.values()] == [int(refuse[b"RCPT"][:3])]
+        assert received == []
+        # Every reply was read and the session reset: once the server accepts again, the next
+        # message goes through on the same connection.
+        refusing.clear()
+        assert backend.send_messages([MESSAGES[1]()]) == 1
+    assert len(received) == 1
+
+
+def test_a_server_closing_with_421_closes_the_connection(sink):
+    serve, received = sink
+    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve({b"MAIL": b"421 4.3.2 bye\r\n"}),
+                             use_tls=False)  # fmt: skip
+    backend.open()
+    with pytest.raises(smtplib.SMTPSenderRefused) as raised:
+        backend.send_messages([MESSAGES[0]()])
+    assert raised.value.smtp_code == 421 and backend.connection.sock is None
+    assert received == []

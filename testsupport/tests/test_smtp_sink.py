@@ -9,7 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from bench.smtp_sink import SinkProtocol, header
+from testsupport.smtp_sink import SinkProtocol, header
 
 
 @pytest.fixture

@@ -1,18 +1,23 @@
 """common.smtp writes exactly the bytes Django's serialiser writes, and its backend delivers them."""
 
 import email
+import itertools
 import random
+import re
 import smtplib
 import socket
 import string
+from datetime import timedelta
 from email.message import Message
 from email.policy import compat32
 
 import pytest
 from aiosmtpd.controller import Controller
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils import timezone
 
-from common.smtp import message_bytes
+from common.smtp import message_bytes, mime_bytes
+from testsupport.factories import make_client, make_contact, make_token
 
 ALPHABET = string.ascii_letters + string.digits + "    \t:;,.<>@=?\"'()[]-_"
 
@@ -34,11 +39,56 @@ MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize("make", MESSAGES)
-def test_the_bytes_are_djangos_own(make, settings):
-    mime = make().message()
+BOUNDARY = re.compile(rb"={15}\d{19}==")
+CHANGING = re.compile(rb"(?m)^(Date|Message-ID): [^\r\n]*")
+
+
+def _same_but_boundary_date_and_id(data: bytes) -> bytes:
+    return CHANGING.sub(rb"\1: -", BOUNDARY.sub(b"B", data))
+
+
+def assert_djangos_bytes(message):
+    ours = message_bytes(message)
+    assert _same_but_boundary_date_and_id(ours) == _same_but_boundary_date_and_id(
+        message.message().as_bytes(linesep="\r\n")
+    )
+    mime = message.message()
     expected = mime.as_bytes(linesep="\r\n")  # sets the boundary, which the second run reuses
-    assert message_bytes(mime) == expected
+    assert mime_bytes(mime) == expected
+    return ours
+
+
+@pytest.mark.parametrize("make", MESSAGES)
+def test_the_bytes_are_djangos_own(make):
+    assert_djangos_bytes(make())
+
+
+@pytest.mark.django_db
+def test_the_portals_reminder_emails_are_djangos_bytes(stub_links):
+    from tokens.emails import reminder_email
+    from tokens.models import Reminder
+    from tokens.reminders import _with_subjects, group_reminders, plan_reminders
+
+    now = timezone.now()
+    for name, ends in (("Café Müller & Söhne, Bäckerei und Konditorei seit 1892", now + timedelta(days=2)),
+                       ("Acme", now - timedelta(hours=3))):  # fmt: skip
+        client = make_client(name=name, notification_emails="ops@acme.test, zoë@café.test")
+        make_token(client, granted_by=make_contact(client, email=f"ana{len(name)}@acme.test"), expires_at=ends)
+    plan_reminders()
+    groups = group_reminders(list(_with_subjects(Reminder.objects.exclude(recipient_email="")).order_by("pk")))
+    assert len(groups) == 6
+    for group in groups:
+        assert_djangos_bytes(reminder_email(group, link="https://portal.test/invite/key.signature/"))
+
+
+def test_random_emails_are_djangos_bytes():
+    randomly = random.Random(7)
+    text = string.ascii_letters + "   ..\n\n\r\n\r=-_:;<>\"'éü€😀\t"
+    for _ in range(300):
+        words = "".join(randomly.choice(text) for _ in range(randomly.randint(1, 400)))
+        subject = " ".join(words.split())[: randomly.randint(0, 120)]
+        assert_djangos_bytes(_email(subject, words, to=randomly.choice(["a@b.test", "Zoë <zoe@b.test>"]),
+                                    **{"X-Portal-Reminder": str(randomly.randint(1, 10**40))}))  # fmt: skip
 
 
 def test_a_short_ascii_header_written_as_is_is_what_the_fold_gives():
@@ -49,16 +99,17 @@ def test_a_short_ascii_header_written_as_is_is_what_the_fold_gives():
         message = Message()
         message[name] = value
         message.set_payload("body\n")
-        assert message_bytes(message) == message.as_bytes(policy=compat32.clone(linesep="\r\n")), (name, value)
+        assert mime_bytes(message) == message.as_bytes(policy=compat32.clone(linesep="\r\n")), (name, value)
 
 
 def test_the_boundary_never_occurs_in_the_text(monkeypatch):
     from email.generator import BytesGenerator
 
-    boundaries = iter(["=====taken==", "=====free=="])
+    boundaries = itertools.cycle(["=====taken==", "=====free=="])
     monkeypatch.setattr(BytesGenerator, "_make_boundary", classmethod(lambda cls, text=None: next(boundaries)))
-    mime = _email("Boundary", "this text names =====taken== in the middle of a line\n").message()
-    assert b'boundary="=====free=="' in message_bytes(mime)
+    message = _email("Boundary", "this text names =====taken== in the middle of a line\n")
+    assert b'boundary="=====free=="' in message_bytes(message)
+    assert b'boundary="=====taken=="' not in mime_bytes(message.message())  # the other writer too
 
 
 class Keep:
@@ -105,14 +156,18 @@ def sink():
         server = loop.run_until_complete(
             loop.create_server(lambda: SinkProtocol(received.append, refuse=refuse), "127.0.0.1", 0)
         )
-        threading.Thread(target=loop.run_forever, daemon=True).start()
-        loops.append((loop, server))
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        loops.append((loop, server, thread))
         return server.sockets[0].getsockname()[1]
 
     yield serve, received
-    for loop, server in loops:
+    for loop, server, thread in loops:
         loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
         server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
 
 
 def _talking(connection, spoken: list[str]):
@@ -182,3 +237,11 @@ def test_a_server_closing_with_421_closes_the_connection(sink):
         backend.send_messages([MESSAGES[0]()])
     assert raised.value.smtp_code == 421 and backend.connection.sock is None
     assert received == []
+
+
+@pytest.fixture
+def stub_links(monkeypatch):
+    from testsupport.factories import reconnect_url_stub
+
+    monkeypatch.setattr("tokens.links._builder", reconnect_url_stub)
+    monkeypatch.setattr("tokens.links._many_builder", None)

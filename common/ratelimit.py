@@ -98,15 +98,28 @@ def _count(cache_keys: list[tuple[str, int]]) -> list[int]:
     """Add one to each window's counter and return them: one round trip on Redis, two or three a key elsewhere."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        # SET NX with the expiry, then INCR, pipelined: the counters are made and counted in one round
-        # trip (the cache API's add + incr costs three a key: its incr asks whether the key exists first).
-        keys = [(backend.make_and_validate_key(cache_key), timeout) for cache_key, timeout in cache_keys]
-        pipe = backend._cache.get_client(keys[0][0], write=True).pipeline(transaction=False)
-        for key, timeout in keys:
-            pipe.set(key, 0, ex=timeout, nx=True)
-            pipe.incr(key)
-        return pipe.execute()[1::2]
+        # One script for every key: counted and, when new, given its expiry, in one command (the
+        # cache API's add + incr costs three round trips a key: its incr asks whether the key exists).
+        keys = [backend.make_and_validate_key(cache_key) for cache_key, _ in cache_keys]
+        client = backend._cache.get_client(keys[0], write=True)
+        return _count_script(client)(keys=keys, args=[timeout for _, timeout in cache_keys], client=client)
     return [_count_one(cache_key, timeout) for cache_key, timeout in cache_keys]
+
+
+_COUNT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  if counts[i] == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+end
+return counts
+"""
+
+
+@functools.cache
+def _count_script(client):
+    """The counting script, registered once per Redis client (sent by its hash; loaded again if Redis lost it)."""
+    return client.register_script(_COUNT)
 
 
 def _count_one(cache_key: str, timeout: int) -> int:

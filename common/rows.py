@@ -62,16 +62,37 @@ class Columns:
         return self.model.from_db(connection.alias, self.attnames, values)
 
 
+    def primary_key(self, row, start: int):
+        """The raw primary key of this slice of ``row`` (None for an outer join's miss), without converting."""
+        return row[start + self.attnames.index(self.model._meta.pk.attname)]
+
+
 def select_list(groups, connection=default_connection) -> str:
     return ", ".join(group.sql(connection) for group in groups)
 
 
-def split(row, groups, connection=default_connection) -> list:
-    """A row of ``select_list(groups)``: one instance (or None) per group, in order."""
+def split(row, groups, connection=default_connection, *, known: dict | None = None) -> list:
+    """A row of ``select_list(groups)``: one instance (or None) per group, in order; a group made
+    with ``field_converters=False`` gives its converted values instead.
+
+    ``known``: instances already made from earlier rows, by group and primary key, reused rather
+    than made again (the same asset or client on every row of a join); filled as it goes. Only
+    within a group: another group of the same model may read other columns.
+    """
     objects, position = [], 0
     for group in groups:
-        objects.append(group.instance(row, position, connection) if group.field_converters
-                       else group.values(row, position, connection))
+        if not group.field_converters:
+            objects.append(group.values(row, position, connection))
+        elif known is None:
+            objects.append(group.instance(row, position, connection))
+        else:
+            key = (id(group), group.primary_key(row, position))
+            if key[1] is None:
+                objects.append(None)
+            else:
+                if key not in known:
+                    known[key] = group.instance(row, position, connection)
+                objects.append(known[key])
         position += len(group)
     return objects
 

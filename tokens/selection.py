@@ -255,9 +255,9 @@ def _candidates(meta_id: str, client_ids: list[int] | None) -> tuple[list[AssetG
         cursor.execute(_candidate_sql(connection, None if client_ids is None else len(client_ids)),
                        [meta_id, *(client_ids or ())])
         found = cursor.fetchall()
-    grants, ciphertexts = [], {}
+    grants, ciphertexts, known = [], {}, {}
     for row in found:
-        grant, asset, token, client, parent, (ciphertext,) = rows.split(row, CANDIDATE_COLUMNS, connection)
+        grant, asset, token, client, parent, (ciphertext,) = rows.split(row, CANDIDATE_COLUMNS, connection, known=known)
         token.client = client
         if parent is not None:
             token.parent = parent

@@ -121,3 +121,24 @@ def test_the_client_address_is_what_the_trusted_proxies_saw(rf, settings, proxie
     settings.PORTAL_TRUSTED_PROXY_COUNT = proxies
     request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
     assert client_ip(request) == expected
+
+
+def test_several_keys_are_counted_at_once_and_each_window_expires_on_redis(redis_url, settings):
+    import uuid
+
+    from django.core.cache import caches
+
+    from common.ratelimit import hit_many
+
+    prefix = f"test-hit-many-{uuid.uuid4().hex}:"
+    settings.RATE_LIMIT_KEY_PREFIX = prefix
+    two_a_minute, one_an_hour = Rate(2, 60), Rate(1, 3600)
+    hits = [("a", "ip:10.0.0.1", two_a_minute), ("b", "secret:x", one_an_hour)]
+
+    assert hit_many(hits, now=120.0) == [None, None]
+    assert hit_many(hits, now=121.0) == [None, 3479]  # the hour's one is used up; the minute has room
+    assert hit_many(hits, now=122.0) == [58, 3478]
+
+    client = caches["default"]._cache.get_client(write=True)
+    ttls = sorted(client.ttl(key) for key in client.keys(f"*{prefix}*"))
+    assert len(ttls) == 2 and 0 < ttls[0] <= 61 and 61 < ttls[1] <= 3601

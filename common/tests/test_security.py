@@ -42,6 +42,13 @@ def test_the_admin_and_error_pages_carry_the_policy_too(client):
     assert "default-src 'self'" in client.get("/no-such-page/")["Content-Security-Policy"]
 
 
+def test_json_answers_carry_no_policy_it_would_govern_nothing(client):
+    answer = client.get("/api/v1/nowhere")
+
+    assert answer["Content-Type"].startswith("application/json")
+    assert "Content-Security-Policy" not in answer and answer["X-Content-Type-Options"] == "nosniff"
+
+
 def test_error_reports_hide_the_callback_s_code_and_the_signed_request():
     request = RequestFactory().get("/connect/callback/?code=SECRET-CODE&state=SECRET-STATE&other=shown")
     try:

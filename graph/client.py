@@ -25,7 +25,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import certifi
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
@@ -80,6 +82,13 @@ _UNREACHABLE = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
+    # The same, from urllib3 itself (the proxy's forwarded calls, D80).
+    urllib3.exceptions.TimeoutError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.DecodeError,
+    urllib3.exceptions.SSLError,
+    urllib3.exceptions.ProxyError,
 )
 # Query parameters that must never be copied from a URL Meta hands back (paging.next).
 _SECRET_PARAMS = frozenset({"access_token", "appsecret_proof", "appsecret_time", "client_secret", "code"})
@@ -180,6 +189,7 @@ class GraphClient:
         self._clock = clock
         self._jitter = jitter
         self._usage = UsageTracker()
+        self._direct: urllib3.PoolManager | None = None
         if session is None:
             session = requests.Session()
             # Our own retry loop decides what is safe to retry; urllib3 must not retry behind it.
@@ -187,6 +197,13 @@ class GraphClient:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             follow_environment(session)
+            # The proxy's forwarded calls go straight to urllib3 (requests' own layer cost more CPU
+            # than the call itself, D80) unless a proxy must be followed: that is requests' job.
+            if not session.trust_env:
+                self._direct = urllib3.PoolManager(
+                    num_pools=2, maxsize=pool_maxsize, retries=False, timeout=urllib3.Timeout(timeout),
+                    ca_certs=session.verify if isinstance(session.verify, str) else certifi.where(),
+                )  # fmt: skip
         self.session = session
 
     def __repr__(self) -> str:
@@ -194,6 +211,8 @@ class GraphClient:
 
     def close(self) -> None:
         self.session.close()
+        if self._direct is not None:
+            self._direct.clear()
 
     def __enter__(self) -> GraphClient:
         return self
@@ -404,26 +423,29 @@ class GraphClient:
         headers = {"Authorization": f"OAuth {token}", "Accept-Encoding": "gzip, deflate"}
         if content_type:
             headers["Content-Type"] = content_type
+        url = f"{self.graph_url}/{outgoing.path}"
         try:
-            response = self.session.request(
-                outgoing.method,
-                f"{self.graph_url}/{outgoing.path}",
-                params=query or None,
-                data=body,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
+            if self._direct is not None:
+                if query:
+                    url = f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
+                response = self._direct.request(outgoing.method, url, body=body, headers=headers, redirect=False)
+                status, response_headers, content = response.status, response.headers, response.data
+            else:
+                response = self.session.request(
+                    outgoing.method, url, params=query or None, data=body, headers=headers, timeout=self.timeout,
+                    allow_redirects=False,
+                )  # fmt: skip
+                status, response_headers, content = response.status_code, response.headers, response.content
         except _UNREACHABLE as exc:
             urls = [str(item.get("relative_url") or "") for item in outgoing.batch or ()] or [outgoing.path]
             notify_calls([CallRecord(call_family(url), 0, None, is_marketing_path(url)) for url in urls])
             raise TransientError(
                 f"Could not reach Meta ({type(exc).__name__})", code=None, http_status=0, is_transient=False
             ) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise OtherGraphError(f"Could not send the request ({type(exc).__name__})") from None
         answer = read_answer(
-            outgoing, response.status_code, response.headers, response.content,
+            outgoing, status, response_headers, content,
             family_of=call_family, is_marketing=is_marketing_path, secrets=[token, self._app_secret],
         )  # fmt: skip
         for headers in answer.usage:

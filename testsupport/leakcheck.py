@@ -74,23 +74,27 @@ class LeakRecorder:
         return leaks
 
     def install(self) -> Callable[[], None]:
-        """Start recording the URL of every request sent through ``requests`` and every log record.
+        """Start recording the URL of every request sent through ``requests`` or urllib3 and every log record.
 
         Returns the function that undoes it all.
         """
         undo: list[Callable[[], None]] = []
 
-        import requests.adapters
+        # Every request of requests and of urllib3 alone (the Graph proxy's forwarded calls) is sent
+        # through a connection pool's urlopen.
+        import urllib3.connectionpool
 
-        original_send = requests.adapters.HTTPAdapter.send
         recorder = self
 
-        def send(adapter, request, *args, **kwargs):
-            recorder.record("url", str(request.url))
-            return original_send(adapter, request, *args, **kwargs)
+        pool_class = urllib3.connectionpool.HTTPConnectionPool
+        original_urlopen = pool_class.urlopen
 
-        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
-        undo.append(lambda: setattr(requests.adapters.HTTPAdapter, "send", original_send))
+        def urlopen(pool, method, url, *args, **kwargs):
+            recorder.record("url", f"{pool.scheme}://{pool.host}:{pool.port}{url}")
+            return original_urlopen(pool, method, url, *args, **kwargs)
+
+        pool_class.urlopen = urlopen  # type: ignore[method-assign]
+        undo.append(lambda: setattr(pool_class, "urlopen", original_urlopen))
 
         # Every record any logger hands to its handlers passes here, whatever handlers and
         # propagation the run's logging configuration has (django.setup() may reconfigure it).

@@ -43,3 +43,12 @@ def test_a_ca_bundle_is_read_once_into_the_session(bare_environment, names, expe
 def test_a_proxy_makes_the_session_follow_the_environment_as_requests_does(bare_environment, name):
     bare_environment.setenv(name, "http://proxy.internal:3128")
     assert session().trust_env is True
+
+
+def test_forwarded_calls_go_straight_to_urllib3_unless_a_proxy_is_named(bare_environment):
+    bare_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/requests.pem")
+    direct = GraphClient(app_id="1", app_secret="s", graph_url="http://127.0.0.1:9")._direct
+    assert direct is not None and direct.connection_pool_kw["ca_certs"] == "/etc/ssl/requests.pem"
+
+    bare_environment.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert GraphClient(app_id="1", app_secret="s", graph_url="http://127.0.0.1:9")._direct is None

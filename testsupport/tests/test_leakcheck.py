@@ -7,10 +7,12 @@ import logging
 
 import pytest
 import requests
+import urllib3
 
 from testsupport.leakcheck import LeakRecorder
 
 SECRET = "EAAGleaky-secret-0001"
+OTHER_SECRET = "EAAGleaky-secret-0004"
 
 
 def test_the_check_reports_a_secret_in_a_url_with_the_secret_masked():
@@ -46,14 +48,16 @@ def test_the_installed_recorder_sees_urls_sent_and_log_records():
         logging.getLogger("some.module").debug("exchanging %s", "code-leaky-0002")
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:9/?access_token={SECRET}", timeout=2)
+        with pytest.raises(urllib3.exceptions.HTTPError):
+            urllib3.PoolManager(retries=False).request("GET", f"http://127.0.0.1:9/?proof={OTHER_SECRET}")
     finally:
         uninstall()
     logging.getLogger("some.module").debug("after uninstall %s", "code-leaky-0003")
 
-    leaks = recorder.find_leaks([SECRET, "code-leaky-0002", "code-leaky-0003"])
+    leaks = recorder.find_leaks([SECRET, OTHER_SECRET, "code-leaky-0002", "code-leaky-0003"])
 
-    assert len(leaks) == 2
-    assert any(leak.startswith("url: ") for leak in leaks)
+    assert len(leaks) == 3
+    assert sum(leak.startswith("url: http://127.0.0.1:9/?") for leak in leaks) == 2
     assert any(leak.startswith("log: some.module: exchanging code********") for leak in leaks)
 
 

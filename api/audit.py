@@ -33,7 +33,7 @@ def about(request, *, client_id: int | None = None, asset_meta_id: str | None = 
 
 
 def record(request, response, action: str) -> bool:
-    """Write the use's row (one INSERT, D80); False when the request showed no known credential."""
+    """Write the use's row (one INSERT, D90); False when the request showed no known credential."""
     credential = getattr(request, "api_credential", None)
     if credential is None:
         return False

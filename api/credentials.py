@@ -58,7 +58,7 @@ def find_credential(secret: str) -> ServiceCredential | None:
 
     With the row comes whether it is limited to clients or configurations at all
     (``has_client_limits``, ``has_configuration_limits``), so an unlimited credential costs this one
-    query; SQL written once, not compiled by the ORM on every request (D80).
+    query; SQL written once, not compiled by the ORM on every request (D90).
     """
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 100:
         return None

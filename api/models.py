@@ -64,7 +64,7 @@ class ApiUse(models.Model):
 
     # One row per API request: no single-column indexes (the composite ones below start with these
     # columns) and no database-level foreign keys (their checks lock the credential's and the
-    # client's rows on every insert); Django still applies PROTECT and SET_NULL on delete (D80).
+    # client's rows on every insert); Django still applies PROTECT and SET_NULL on delete (D90).
     credential = models.ForeignKey(ServiceCredential, on_delete=models.PROTECT, related_name="uses",
                                    db_index=False, db_constraint=False)
     action = models.CharField(max_length=60, help_text="The endpoint, by name (e.g. asset_token).")

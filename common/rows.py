@@ -1,4 +1,4 @@
-"""Model instances from SQL written once per process, for the few queries on every API request (D80).
+"""Model instances from SQL written once per process, for the few queries on every API request (D90).
 
 The ORM compiles a query anew on every call: for the token choice's five-table join that was most
 of a millisecond of CPU, more than PostgreSQL spent answering it. ``Columns`` names the columns of

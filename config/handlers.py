@@ -1,4 +1,4 @@
-"""The WSGI application: requests under /api/ go through the API's shorter middleware stack (D80).
+"""The WSGI application: requests under /api/ go through the API's shorter middleware stack (D90).
 
 The provider's services call the API with a bearer credential, never a session cookie: sessions,
 CSRF, users, two-factor state, messages, the language and login lockouts have nothing to do

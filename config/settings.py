@@ -113,7 +113,7 @@ MIDDLEWARE = [
 ]
 
 # Requests under /api/ carry a bearer credential, never a session cookie: their stack leaves out
-# what only serves people's sessions (config.handlers, D80).
+# what only serves people's sessions (config.handlers, D90).
 API_MIDDLEWARE = [
     name for name in MIDDLEWARE
     if name not in {

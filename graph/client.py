@@ -82,7 +82,7 @@ _UNREACHABLE = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
-    # The same, from urllib3 itself (the proxy's forwarded calls, D80).
+    # The same, from urllib3 itself (the proxy's forwarded calls, D90).
     urllib3.exceptions.TimeoutError,
     urllib3.exceptions.NewConnectionError,
     urllib3.exceptions.ProtocolError,
@@ -135,7 +135,7 @@ _PROXY_SETTINGS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 def follow_environment(session: requests.Session) -> None:
-    """What the environment says of proxies and CA bundles, applied to ``session`` (D80).
+    """What the environment says of proxies and CA bundles, applied to ``session`` (D90).
 
     A session that trusts the environment reads every variable of it (and ~/.netrc) on every
     request, about 1 ms of CPU per call. When no proxy is named, the only thing to follow is a CA
@@ -198,7 +198,7 @@ class GraphClient:
             session.mount("http://", adapter)
             follow_environment(session)
             # The proxy's forwarded calls go straight to urllib3 (requests' own layer cost more CPU
-            # than the call itself, D80) unless a proxy must be followed: that is requests' job.
+            # than the call itself, D90) unless a proxy must be followed: that is requests' job.
             if not session.trust_env:
                 self._direct = urllib3.PoolManager(
                     num_pools=2, maxsize=pool_maxsize, retries=False, timeout=urllib3.Timeout(timeout),

@@ -17,7 +17,7 @@ tokens (made for exactly that Page), then user tokens; among equals, the one tha
 then the newest.
 
 One query whatever the number of grants: the candidates (grants with their tokens, clients, parents
-and assets, the values still encrypted), as SQL written once per process (D80); only the chosen
+and assets, the values still encrypted), as SQL written once per process (D90); only the chosen
 value is decrypted. Tokens never imports onboarding: the client's status
 is read through the foreign key, by value.
 """
@@ -221,7 +221,7 @@ def working_token(
 
 def _candidate_sql(connection, client_count: int | None) -> str:
     """The candidates' SQL with ``client_count`` placeholders for the clients (None: no limit), written
-    once per vendor and count rather than compiled by the ORM on every request (D80)."""
+    once per vendor and count rather than compiled by the ORM on every request (D90)."""
     key = (connection.vendor, client_count)
     if key not in _CANDIDATE_SQL:
         quote = connection.ops.quote_name

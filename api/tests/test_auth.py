@@ -91,7 +91,7 @@ def test_the_credential_endpoint_shows_its_scopes_and_limits_and_records_the_use
 
 
 def test_audit_rows_outlive_their_client_and_keep_their_credential(credential_factory):
-    """The rows have no foreign keys in the database (D80): Django's on_delete still holds."""
+    """The rows have no foreign keys in the database (D90): Django's on_delete still holds."""
     from django.db.models import ProtectedError
 
     client = make_client("Gone soon")

@@ -1,4 +1,4 @@
-"""Sessions follow the environment's proxies and CA bundles without reading it on every call (D80)."""
+"""Sessions follow the environment's proxies and CA bundles without reading it on every call (D90)."""
 
 from __future__ import annotations
 

@@ -346,6 +346,26 @@ def _with_subjects(queryset):
     ).defer("token__value", "grant__token__value")  # never needed: a token is never put in an email
 
 
+# What sending never reads (the checks of _why_stale, the email, the link, the audit rows): left out of
+# the batch's read. A batch read 19 timestamps and 6 JSON documents per reminder, 0.3 CPU ms of it.
+_TOKEN_UNREAD = (
+    "value", "fingerprint", "meta_app_id", "meta_user_id", "scopes", "granular_scopes", "issued_at", "status_reason",
+    "error_code", "error_subcode", "next_check_at", "consecutive_check_failures", "purpose", "revoked_at",
+    "created_at", "claim_id", "claimed_until", "sweep_pending", "sweep_run",
+)
+_CLIENT_UNREAD = ("notes", "status_changed_at", "created_at", "updated_at")
+SENDING_UNREAD = (
+    "next_attempt_at", "claimed_at", "claimed_by", "last_error", "sent_at", "created_at", "send_started_at",
+    "given_up_at", *(f"client__{name}" for name in _CLIENT_UNREAD),
+    "recipient_contact__created_at", "recipient_contact__meta_user_id",
+    *(f"token__{name}" for name in _TOKEN_UNREAD), *(f"token__client__{name}" for name in _CLIENT_UNREAD),
+    "token__granted_by__created_at", "token__granted_by__meta_user_id",
+    "token__configuration__permissions", "token__configuration__asset_types", "token__configuration__description",
+    "token__configuration__created_at", "token__configuration__updated_at",
+    *(f"grant__token__{name}" for name in _TOKEN_UNREAD), *(f"grant__token__client__{name}" for name in _CLIENT_UNREAD),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Stale:
     """Why a reminder must not be sent any more; ``late`` when its moment passed before it went out."""
@@ -575,7 +595,10 @@ def send_due_reminders(
         return result
 
     reminders = list(
-        _with_subjects(Reminder.objects.filter(pk__in=ids)).prefetch_related("token__grants__asset").order_by("pk")
+        _with_subjects(Reminder.objects.filter(pk__in=ids))
+        .defer(*SENDING_UNREAD)
+        .prefetch_related("token__grants__asset")
+        .order_by("pk")
     )
     stale = stale_reminders(reminders, now)
     result.cancelled = _cancel(stale, now)

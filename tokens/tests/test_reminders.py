@@ -304,3 +304,39 @@ def test_the_ended_email_speaks_of_what_has_happened_not_what_will(active_client
     assert "the access you granted has expired" in after.body
     assert "expires." not in after.body
     assert "has expired" in after.alternatives[0][0]
+
+
+def _subjects_of_every_kind(count: int) -> None:
+    """``count`` clients each with a reminder of every reason (the grantor and one notification address each)."""
+    from testsupport.factories import make_client
+
+    for i in range(count):
+        client = make_client(name=f"Client {count}-{i}", notification_emails=f"ops{count}-{i}@client.test")
+        grantor = make_contact(client, email=f"ana{count}-{i}@client.test")
+        expiring = make_token(client, granted_by=grantor, expires_at=NOW + 3 * DAY)
+        make_grant(expiring, make_asset(client, name=f"Page {i}"))
+        person = make_token(client, granted_by=grantor, kind=AccessToken.Kind.SYSTEM_USER, expires_at=NOW + 60 * DAY,
+                            missing_permissions=["ads_read"], permissions_removed_at=NOW - DAY)  # fmt: skip
+        make_grant(person, make_asset(client, name=f"Ads {i}"), user_access_expire_time=NOW + 3 * DAY)
+        make_token(client, granted_by=grantor, status=AccessToken.Status.INVALID, last_checked_at=NOW,
+                   configuration=expiring.configuration)  # fmt: skip
+
+
+def test_sending_a_batch_reads_the_same_number_of_times_however_many_reminders_it_holds(frozen):
+    """One statement per email and a fixed number per batch: nothing read reminder by reminder (a field left
+    out of the batch's read and then used would be one query per reminder)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    send_due_reminders()  # what a first run does once (the mail gate's row)
+    counts = []
+    for clients in (1, 3):
+        _subjects_of_every_kind(clients)
+        plan_reminders()
+        with CaptureQueriesContext(connection) as queries:
+            result = send_due_reminders()
+        assert result.failed == result.retried == 0
+        counts.append((len(queries), result.messages))
+    (few, few_messages), (many, many_messages) = counts
+    assert many_messages > few_messages >= 4
+    assert many - few == many_messages - few_messages

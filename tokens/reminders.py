@@ -15,6 +15,8 @@ happens to a message whose worker died between "marked" and "recorded".
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import socket
@@ -631,14 +633,35 @@ def group_reminders(reminders: list[Reminder]) -> list[list[Reminder]]:
     return list(groups.values())
 
 
+def _sent_message(reminder: Reminder) -> str:
+    return f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}."
+
+
+def _sent_data(reminder: Reminder, email: list[int]) -> dict:
+    return {"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage, "email": email}
+
+
 def _sent_event(reminder: Reminder, email: list[int]) -> TokenEvent:
     return build_event(
         TokenEvent.Kind.REMINDER_SENT,
         client=reminder.client,
         token=reminder.token,
         asset=reminder.grant.asset if reminder.grant_id else None,
-        message=f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}.",
-        data={"reminder": reminder.pk, "reason": reminder.reason, "stage": reminder.stage, "email": email},
+        message=_sent_message(reminder),
+        data=_sent_data(reminder, email),
+    )
+
+
+@functools.cache
+def _sent_audit_sql() -> str:
+    """The audit rows of ``_sent_event`` as an INSERT from one array per column (D78)."""
+    column = {name: TokenEvent._meta.get_field(name).column for name in ("client", "token", "asset")}
+    # Table and column names come from the models' _meta; every value is a parameter.
+    return (
+        f"audit AS (INSERT INTO {TokenEvent._meta.db_table} "  # noqa: S608
+        f"(kind, actor, message, data, created_at, {column['client']}, {column['token']}, {column['asset']}) "
+        "SELECT %s, %s, left(m, 500), d::jsonb, %s, c, t, a "
+        "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) AS rows (m, d, c, t, a))"
     )
 
 
@@ -659,7 +682,7 @@ def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], 
     Data-modifying CTEs: the two updates touch different rows, the audit rows are inserted
     whatever the first matched (the message was delivered either way). Returns the ids marked.
     """
-    table, events = Reminder._meta.db_table, TokenEvent._meta.db_table
+    table = Reminder._meta.db_table
     params: list = [now, [r.pk for r in delivered], claim_id]
     # Table and column names come from the models' _meta; every value is a parameter.
     sql = [
@@ -670,14 +693,18 @@ def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], 
     ]
     params += [now, now, pks, claim_id]
     if delivered:
-        fields = [f for f in TokenEvent._meta.concrete_fields if not f.primary_key]
-        rows = []
-        for reminder in delivered:
-            event = _sent_event(reminder, [r.pk for r in delivered])
-            rows.append("(" + ", ".join(["%s"] * len(fields)) + ")")
-            params += [f.get_db_prep_save(f.pre_save(event, True), db_connection) for f in fields]
-        columns = ", ".join(f.column for f in fields)
-        sql.append(f", audit AS (INSERT INTO {events} ({columns}) VALUES {', '.join(rows)})")  # noqa: S608
+        email = [r.pk for r in delivered]
+        sql.append(", " + _sent_audit_sql())
+        params += [
+            TokenEvent.Kind.REMINDER_SENT,
+            TokenEvent._meta.get_field("actor").default,
+            now,
+            [_sent_message(r) for r in delivered],
+            [json.dumps(_sent_data(r, email)) for r in delivered],
+            [r.client_id for r in delivered],
+            [r.token_id for r in delivered],
+            [r.grant.asset_id if r.grant_id else None for r in delivered],
+        ]
     sql.append(" SELECT ARRAY(SELECT id FROM started)")
     with db_connection.cursor() as cursor:
         cursor.execute("".join(sql), params)

@@ -340,3 +340,25 @@ def test_sending_a_batch_reads_the_same_number_of_times_however_many_reminders_i
     (few, few_messages), (many, many_messages) = counts
     assert many_messages > few_messages >= 4
     assert many - few == many_messages - few_messages
+
+
+def test_each_reminder_sent_leaves_its_audit_row(frozen):
+    from tokens.reminders import _sent_event, _with_subjects
+
+    _subjects_of_every_kind(1)
+    plan_reminders()
+    send_due_reminders()
+
+    sent = _with_subjects(Reminder.objects.filter(status="sent")).order_by("pk")
+    events = {event.data["reminder"]: event for event in TokenEvent.objects.filter(kind="reminder_sent")}
+    assert len(sent) == len(events) == 8
+    for reminder in sent:
+        event, expected = events[reminder.pk], _sent_event(reminder, events[reminder.pk].data["email"])
+        assert reminder.pk in event.data["email"]
+        assert (event.actor, event.message, event.data, event.created_at) == (
+            expected.actor, expected.message, expected.data, reminder.sent_at
+        )
+        assert (event.client_id, event.token_id, event.asset_id) == (
+            expected.client_id, expected.token_id, expected.asset_id
+        )
+    assert {e.asset_id is not None for e in events.values()} == {True, False}  # grant reminders name their asset

@@ -245,3 +245,30 @@ def stub_links(monkeypatch):
 
     monkeypatch.setattr("tokens.links._builder", reconnect_url_stub)
     monkeypatch.setattr("tokens.links._many_builder", None)
+
+
+def test_an_address_is_sanitised_as_django_does():
+    from django.core.mail.message import sanitize_address
+
+    from common.smtp import PLAIN_ADDRESS, sanitized
+
+    randomly = random.Random(5)
+    pieces = string.ascii_letters + string.digits + "..--__++@@ <>\"'!#é" + "x" * 30
+    addresses = ["ops@acme.test", "Ops@ACME.test", "a.b+c@x-y.example", "Zoë <zoe@café.test>", "a..b@x.test",
+                 ".a@x.test", "a@-x.test", "a@x..test", "a@" + "x" * 64 + ".test", "a@x.test.", '"a b"@x.test']
+    addresses += ["".join(randomly.choice(pieces) for _ in range(randomly.randint(1, 30))) for _ in range(3000)]
+    atom, label = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-.", string.ascii_letters + "0123-."
+    addresses += [
+        "".join(randomly.choice(atom) for _ in range(randomly.randint(1, 12))) + "@"
+        + "".join(randomly.choice(label) for _ in range(randomly.randint(1, 70)))
+        for _ in range(3000)
+    ]  # fmt: skip
+    assert sum(bool(PLAIN_ADDRESS.fullmatch(address)) for address in addresses) > 1000  # the quick path is tried
+    for address in addresses:
+        try:
+            expected = sanitize_address(address, "utf-8")
+        except Exception as refused:  # ValueError, or what the standard library's parser raises
+            with pytest.raises(type(refused)):
+                sanitized.__wrapped__(address, "utf-8")
+        else:
+            assert sanitized.__wrapped__(address, "utf-8") == expected, address

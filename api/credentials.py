@@ -63,7 +63,7 @@ def find_credential(secret: str) -> ServiceCredential | None:
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 100:
         return None
     digest = hash_secret(secret)
-    with connection.cursor() as cursor:
+    with rows.planned_once(connection) as cursor:
         cursor.execute(_lookup_sql(), [digest])
         row = cursor.fetchone()
     if row is None:

@@ -251,7 +251,7 @@ def _candidates(meta_id: str, client_ids: list[int] | None) -> tuple[list[AssetG
     if client_ids:
         # Padded to a power of two with the last id (the same set): few statements kept, whatever the limits.
         client_ids = client_ids + client_ids[-1:] * ((1 << (len(client_ids) - 1).bit_length()) - len(client_ids))
-    with connection.cursor() as cursor:
+    with rows.planned_once(connection) as cursor:
         cursor.execute(_candidate_sql(connection, None if client_ids is None else len(client_ids)),
                        [meta_id, *(client_ids or ())])
         found = cursor.fetchall()

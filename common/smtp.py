@@ -14,8 +14,9 @@ and the same quicker generator. Tested byte for byte against Django's bytes.
 
 To a server that offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and their
 replies are read together, then the message: two round trips, not three plus one per recipient,
-with smtplib's checks, exceptions and 421 handling. EMAIL_URL ``smtp://`` selects this backend
-(config/settings.py).
+with smtplib's checks, exceptions and 421 handling; to one that also offers CHUNKING (RFC 3030),
+MAIL, RCPT and ``BDAT <size> LAST`` with the message go in one write: one round trip. EMAIL_URL
+``smtp://`` selects this backend (config/settings.py).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def message_bytes(email_message) -> bytes:
 
 
 def sendmail(connection: smtplib.SMTP, from_addr: str, to_addrs: list[str], msg: bytes) -> dict:
-    """``connection.sendmail(from_addr, to_addrs, msg)``, pipelined when the server offers it.
+    """``connection.sendmail(from_addr, to_addrs, msg)``, pipelined (and chunked) when the server offers it.
 
     Returns the recipients refused (the others got the message), or raises as smtplib does: the
     sender refused, every recipient refused, DATA or the message refused (RSET after, or the
@@ -164,7 +165,11 @@ def sendmail(connection: smtplib.SMTP, from_addr: str, to_addrs: list[str], msg:
     size = f" size={len(msg)}" if connection.has_extn("size") else ""
     commands = [f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"]
     commands += [f"rcpt TO:{smtplib.quoteaddr(address)}\r\n" for address in to_addrs]
-    connection.send("".join([*commands, "data\r\n"]))
+    chunking = connection.has_extn("chunking")
+    if chunking:  # RFC 3030: the message itself in the same write, as one last chunk
+        connection.send("".join([*commands, f"BDAT {len(msg)} LAST\r\n"]).encode(connection.command_encoding) + msg)
+    else:
+        connection.send("".join([*commands, "data\r\n"]))
 
     def reply() -> tuple[int, bytes]:
         code, text = connection.getreply()
@@ -190,14 +195,16 @@ def sendmail(connection: smtplib.SMTP, from_addr: str, to_addrs: list[str], msg:
         failure = smtplib.SMTPSenderRefused(*sender, from_addr)
     elif len(refused) == len(to_addrs):
         failure = smtplib.SMTPRecipientsRefused(refused)
-    elif data[0] != 354:
+    elif data[0] != (250 if chunking else 354):
         failure = smtplib.SMTPDataError(*data)
     if failure is not None:
-        if data[0] == 354:  # DATA accepted all the same: end it with nothing in it (RFC 2920 3.1)
+        if data[0] == 354 and not chunking:  # DATA accepted all the same: end it empty (RFC 2920 3.1)
             connection.send(b".\r\n")
             reply()
         connection._rset()
         raise failure
+    if chunking:
+        return refused  # the message went with the commands, and the server said 250
     quoted = LEADING_DOT.sub(b"..", msg)
     connection.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
     code, text = reply()

@@ -1,7 +1,9 @@
 """A lean SMTP server for benchmarks: it accepts every well-formed message and keeps what it accepted.
 
 It speaks what a client that delivers needs (RFC 5321): the greeting, EHLO/HELO, MAIL, RCPT, DATA
-(the message ends at ``CRLF.CRLF``; a line starting with a dot loses that dot), RSET, NOOP, QUIT;
+(the message ends at ``CRLF.CRLF``; a line starting with a dot loses that dot), BDAT (RFC 3030
+CHUNKING: ``BDAT <size> [LAST]`` and exactly that many bytes, read whatever the reply), RSET, NOOP,
+QUIT, with PIPELINING; ``chunking=False`` leaves CHUNKING out of what it offers;
 commands out of order get 503, unknown ones 500. A message is counted only once it has arrived whole,
 just before its 250, so what it reports accepted is exactly what a client was told was accepted.
 ``on_message(data)`` receives each message's bytes (unstuffed, CRLF line ends). ``refuse`` makes it
@@ -27,10 +29,15 @@ class SinkProtocol(asyncio.Protocol):
         on_message: Callable[[bytes], None],
         on_connection: Callable[[], None] | None = None,
         refuse: dict[bytes, bytes] | None = None,
+        chunking: bool = True,
     ) -> None:
         self.on_message = on_message
         self.on_connection = on_connection
         self.refuse = refuse or {}
+        self.chunking = chunking
+        self.chunks: list[bytes] = []
+        self.chunk_left = 0  # bytes of a BDAT chunk still to read
+        self.chunk_reply = b""  # what to answer once they are read
         self.buffer = b""
         self.in_data = False
         self.sender_given = False
@@ -47,6 +54,13 @@ class SinkProtocol(asyncio.Protocol):
         self.buffer += data
         replies = []
         while self.buffer:
+            if self.chunk_left:
+                taken, self.buffer = self.buffer[: self.chunk_left], self.buffer[self.chunk_left :]
+                self.chunk_left -= len(taken)
+                self.chunks.append(taken)
+                if not self.chunk_left:
+                    replies.append(self._chunk_done())
+                continue
             if self.in_data:
                 if not self._take_message(replies):
                     break
@@ -58,6 +72,11 @@ class SinkProtocol(asyncio.Protocol):
                     self.buffer = b""
                 break
             line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+            if line[:5].upper() == b"BDAT ":
+                reply = self._chunk(line)
+                if reply is not None:
+                    replies.append(reply)
+                continue
             reply = self._command(line)
             replies.append(b"221 Bye\r\n" if reply is None else reply)  # None: QUIT
             if reply is None or reply.startswith(b"421"):
@@ -88,6 +107,38 @@ class SinkProtocol(asyncio.Protocol):
         replies.append(b"250 OK: queued\r\n")
         return True
 
+    def _chunk(self, line: bytes) -> bytes | None:
+        """A BDAT command: its chunk is read next, and answered once read (None until then)."""
+        words = line.split()
+        if not self.chunking or len(words) not in (2, 3) or not words[1].isdigit():
+            return b"501 Syntax: BDAT <size> [LAST]\r\n"
+        last = len(words) == 3 and words[2].upper() == b"LAST"
+        if len(words) == 3 and not last:
+            return b"501 Syntax: BDAT <size> [LAST]\r\n"
+        if b"BDAT" in self.refuse:
+            self.chunk_reply = self.refuse[b"BDAT"]
+        elif not self.recipients:
+            self.chunk_reply = b"503 RCPT first\r\n"
+        else:
+            self.chunk_reply = b"LAST" if last else b"250 OK: chunk\r\n"
+        self.chunk_left = int(words[1])
+        if not self.chunk_left:
+            return self._chunk_done()
+        return None
+
+    def _chunk_done(self) -> bytes:
+        reply, self.chunk_reply = self.chunk_reply, b""
+        if reply != b"LAST":
+            if not reply.startswith(b"250"):
+                self.chunks = []
+            return reply
+        content, self.chunks = b"".join(self.chunks), []
+        self._reset()
+        if b"." in self.refuse:
+            return self.refuse[b"."]
+        self.on_message(content)
+        return b"250 OK: queued\r\n"
+
     def _reset(self) -> None:
         self.in_data = False
         self.sender_given = False
@@ -100,7 +151,8 @@ class SinkProtocol(asyncio.Protocol):
         if verb in (b"EHLO", b"HELO"):
             self._reset()
             if verb == b"EHLO":
-                return b"250-bench-smtp-sink\r\n250-8BITMIME\r\n250 PIPELINING\r\n"
+                chunking = b"250-CHUNKING\r\n" if self.chunking else b""
+                return b"250-bench-smtp-sink\r\n250-8BITMIME\r\n" + chunking + b"250 PIPELINING\r\n"
             return b"250 bench-smtp-sink\r\n"
         if verb == b"MAIL":
             if not line[4:].upper().lstrip().startswith(b"FROM:"):
@@ -123,6 +175,7 @@ class SinkProtocol(asyncio.Protocol):
             return b"354 End data with <CR><LF>.<CR><LF>\r\n"
         if verb == b"RSET":
             self._reset()
+            self.chunks = []
             return b"250 OK\r\n"
         if verb == b"NOOP":
             return b"250 OK\r\n"

@@ -143,7 +143,7 @@ def test_the_backend_delivers_the_message(settings):
 
 @pytest.fixture
 def sink():
-    """The lean SMTP server (it offers PIPELINING) in a thread; ``serve(refuse=...)`` starts it."""
+    """The lean SMTP server (PIPELINING, and CHUNKING unless told) in a thread; ``serve(...)`` starts one."""
     import asyncio
     import threading
 
@@ -151,10 +151,10 @@ def sink():
 
     received, loops = [], []
 
-    def serve(refuse=None) -> int:
+    def serve(refuse=None, chunking=True) -> int:
         loop = asyncio.new_event_loop()
         server = loop.run_until_complete(
-            loop.create_server(lambda: SinkProtocol(received.append, refuse=refuse), "127.0.0.1", 0)
+            loop.create_server(lambda: SinkProtocol(received.append, refuse=refuse, chunking=chunking), "127.0.0.1", 0)
         )
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
@@ -185,34 +185,49 @@ def _talking(connection, spoken: list[str]):
     connection.send, connection.getreply = sending, replying
 
 
-def test_to_a_server_offering_pipelining_a_message_takes_two_round_trips(sink):
+@pytest.mark.parametrize("chunking, spoken_per_message", [
+    (False, ["send", "reply", "reply", "reply", "send", "reply"]),  # MAIL+RCPT+DATA, then the message
+    (True, ["send", "reply", "reply", "reply"]),  # MAIL+RCPT+BDAT with the message
+])  # fmt: skip
+def test_to_a_server_offering_pipelining_a_message_takes_two_round_trips_or_one_chunked(
+    sink, chunking, spoken_per_message
+):
     serve, received = sink
-    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(), use_tls=False)
+    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(chunking=chunking),
+                             use_tls=False)  # fmt: skip
     first, second = MESSAGES[0](), MESSAGES[4]()
     with backend:
         assert backend.send_messages([first]) == 1
         spoken = []
         _talking(backend.connection, spoken)
         assert backend.send_messages([second]) == 1
-        assert spoken == ["send", "reply", "reply", "reply", "send", "reply"]  # MAIL+RCPT+DATA, then the message
+        assert spoken == spoken_per_message
     assert [email.message_from_bytes(data)["Subject"] for data in received] == [first.subject, ""]
     assert email.message_from_bytes(received[1]).get_payload()[0].get_payload() == "\r\n.\r\n..\r\nFrom here\r\n"
 
 
 @pytest.mark.parametrize(
-    "refuse, error, code",
+    "refuse, error, code, chunking",
     [
-        ({b"MAIL": b"550 5.7.1 sender refused\r\n"}, smtplib.SMTPSenderRefused, 550),
-        ({b"RCPT": b"550 5.1.1 no such user\r\n"}, smtplib.SMTPRecipientsRefused, None),
-        ({b"DATA": b"554 5.3.0 not now\r\n"}, smtplib.SMTPDataError, 554),
-        ({b".": b"554 5.7.1 message refused\r\n"}, smtplib.SMTPDataError, 554),
-        ({b"RCPT": b"452 4.5.3 too many recipients\r\n"}, smtplib.SMTPRecipientsRefused, None),
+        *(
+            case + (chunking,)
+            for chunking in (False, True)
+            for case in [
+                ({b"MAIL": b"550 5.7.1 sender refused\r\n"}, smtplib.SMTPSenderRefused, 550),
+                ({b"RCPT": b"550 5.1.1 no such user\r\n"}, smtplib.SMTPRecipientsRefused, None),
+                ({b".": b"554 5.7.1 message refused\r\n"}, smtplib.SMTPDataError, 554),
+                ({b"RCPT": b"452 4.5.3 too many recipients\r\n"}, smtplib.SMTPRecipientsRefused, None),
+            ]
+        ),
+        ({b"DATA": b"554 5.3.0 not now\r\n"}, smtplib.SMTPDataError, 554, False),
+        ({b"BDAT": b"552 5.3.4 too big\r\n"}, smtplib.SMTPDataError, 552, True),
     ],
 )
-def test_a_refusal_raises_what_smtplib_raises_and_the_session_goes_on(sink, refuse, error, code):
+def test_a_refusal_raises_what_smtplib_raises_and_the_session_goes_on(sink, refuse, error, code, chunking):
     serve, received = sink
     refusing = dict(refuse)
-    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(refusing), use_tls=False)
+    backend = get_connection("common.smtp.EmailBackend", host="127.0.0.1", port=serve(refusing, chunking),
+                             use_tls=False)  # fmt: skip
     with backend:
         with pytest.raises(error) as raised:
             backend.send_messages([MESSAGES[0]()])

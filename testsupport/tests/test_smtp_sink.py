@@ -81,3 +81,24 @@ def test_a_folded_header_is_read_unfolded():
     data = b"Subject: x\r\nX-Portal-Reminder: 1,2,\r\n 3\r\nTo: a@b\r\n\r\nX-Portal-Reminder: 9\r\n"
     assert header(data, b"X-Portal-Reminder") == "1,2, 3"
     assert header(data, b"Cc") == ""
+
+
+def test_a_chunked_message_arrives_byte_for_byte_and_is_never_unstuffed(sink):
+    port, received = sink
+    data = _message(".a dot stays\n..two stay\n", "9")
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.ehlo()
+        assert client.has_extn("chunking") and client.has_extn("pipelining")
+        client.mail("portal@example.test")
+        client.rcpt("ops@example.test")
+        half = len(data) // 2
+        client.sock.sendall(f"BDAT {half}\r\n".encode() + data[:half])
+        assert client.getreply()[0] == 250
+        assert received == []  # not the last chunk: nothing accepted yet
+        last = f"BDAT {len(data) - half} LAST\r\n".encode() + data[half:]
+        for start in range(0, len(last), 5):
+            client.sock.sendall(last[start : start + 5])
+        assert client.getreply()[0] == 250
+        client.sock.sendall(b"BDAT 3 LAST\r\nabc")  # no transaction: read, then refused
+        assert client.getreply()[0] == 503
+    assert received == [data]

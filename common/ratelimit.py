@@ -116,10 +116,15 @@ return counts
 """
 
 
-@functools.cache
+_count_scripts: list = []
+
+
 def _count_script(client):
-    """The counting script, registered once per Redis client (sent by its hash; loaded again if Redis lost it)."""
-    return client.register_script(_COUNT)
+    """The counting script, made once per process and run with the caller's client (sent by its hash;
+    loaded again if Redis lost it). Not one per client: Django's own Redis cache makes a client per call."""
+    if not _count_scripts:
+        _count_scripts.append(client.register_script(_COUNT))
+    return _count_scripts[0]
 
 
 def _count_one(cache_key: str, timeout: int) -> int:

@@ -90,17 +90,15 @@ class Columns:
             values.append(value)
         return values
 
+    def primary_key(self, row, start: int):
+        """The raw primary key of this slice of ``row`` (None for an outer join's miss), not converted."""
+        return row[start + self.attnames.index(self.model._meta.pk.attname)]
+
     def instance(self, row, start: int, connection=default_connection):
         """The model instance of this slice of ``row``; None when its primary key is NULL (an outer join's miss)."""
-        values = self.values(row, start, connection)
-        if values[self.attnames.index(self.model._meta.pk.attname)] is None:
+        if self.primary_key(row, start) is None:
             return None
-        return self.model.from_db(connection.alias, self.attnames, values)
-
-
-    def primary_key(self, row, start: int):
-        """The raw primary key of this slice of ``row`` (None for an outer join's miss), without converting."""
-        return row[start + self.attnames.index(self.model._meta.pk.attname)]
+        return self.model.from_db(connection.alias, self.attnames, self.values(row, start, connection))
 
 
 def select_list(groups, connection=default_connection) -> str:
@@ -123,12 +121,9 @@ def split(row, groups, connection=default_connection, *, known: dict | None = No
             objects.append(group.instance(row, position, connection))
         else:
             key = (id(group), group.primary_key(row, position))
-            if key[1] is None:
-                objects.append(None)
-            else:
-                if key not in known:
-                    known[key] = group.instance(row, position, connection)
-                objects.append(known[key])
+            if key not in known:
+                known[key] = group.instance(row, position, connection)
+            objects.append(known[key])
         position += len(group)
     return objects
 
@@ -139,7 +134,7 @@ _INSERTS: dict[tuple, str] = {}
 def insert(model, values: dict, connection=default_connection) -> None:
     """INSERT one row of ``model`` (``values`` by attname), its SQL kept per model and columns: for rows
     written on every request, where the ORM's save() compiles anew and sends signals nobody listens to."""
-    fields = [model._meta.get_field(name) for name in values] if values else []
+    fields = [model._meta.get_field(name) for name in values]
     key = (connection.vendor, model, tuple(values))
     if key not in _INSERTS:
         quote = connection.ops.quote_name

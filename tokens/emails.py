@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from common.emails import templated_email
+from common.emails import TemplatedEmails
 
 from .links import reconnect_url, reconnect_urls
 from .models import AccessToken, AssetGrant, Reminder
@@ -86,40 +87,83 @@ def reminder_links(groups: list[list[Reminder]]) -> list:
     return reconnect_urls([reminder_token(group) for group in groups])
 
 
-def reminder_email(reminders: list[Reminder], *, connection=None, link: str | Exception | None = None):
-    """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders).
+def reminder_renderer(language: str | None = None) -> TemplatedEmails:
+    """What renders a batch's reminder emails: each shape once, its values filled in (common.emails, D91)."""
+    return TemplatedEmails("reminder", _reminder_context, language=language)
 
-    ``link`` is its reconnect link made beforehand (``reminder_links``); without one, rendering
-    makes it (a new invitation row).
+
+def _reminder_context(shape: tuple, values: list[str]) -> dict:
+    """The reminder templates' context from a shape (``_reminder_shape``) and the values they print.
+
+    ``values``: the client's name, what stops, the reconnect link, the end's date and date with time,
+    then each asset's kind and name (its Meta id when it has none).
     """
-    if isinstance(link, Exception):
-        raise link
-    reminder = reminders[0]
-    token = reminder_token(reminders)
-    assets = reminder_assets(reminders)
-    ends = [r.ends_at for r in reminders if r.ends_at]
-    context = {
-        "reminder": reminder,
-        "client": reminder.client,
-        "assets": assets,
-        "ended": reminder.stage == "ended",
-        "ends_at": min(ends) if ends else None,
-        "what_stops": (WHAT_STOPPED if reminder.stage == "ended" else WHAT_STOPS)
-        .get(reminder.reason, _("access ends"))
-        .format(portal=settings.PORTAL_NAME, missing=", ".join(token.missing_permissions)),
-        "is_permission": reminder.reason == Reminder.Reason.PERMISSION_REMOVED,
-        "is_asset": reminder.reason == Reminder.Reason.ASSET_ACCESS_ENDING,
-        "is_invalid": reminder.reason == Reminder.Reason.TOKEN_INVALID,
-        "is_user_token": token.kind == AccessToken.Kind.USER,
-        "reconnect_url": link or reconnect_url(token),
+    reason, ended, has_end, is_user_token, assets = shape
+    client, what_stops, link, ends_date, ends_datetime, *labels = values
+    return {
+        "client": {"name": client},
+        "assets": [
+            {"get_kind_display": kind, "name": label if named else "", "meta_id": label}
+            for kind, label, named in zip(labels[0::2], labels[1::2], assets, strict=True)
+        ],
+        "ended": ended,
+        "has_end": has_end,
+        "ends_date": ends_date,
+        "ends_datetime": ends_datetime,
+        "what_stops": what_stops,
+        "is_permission": reason == Reminder.Reason.PERMISSION_REMOVED,
+        "is_asset": reason == Reminder.Reason.ASSET_ACCESS_ENDING,
+        "is_user_token": is_user_token,
+        "reconnect_url": link,
         "PORTAL_NAME": settings.PORTAL_NAME,
         "SUPPORT_EMAIL": settings.SUPPORT_EMAIL,
         "HELP_CENTER_URL": settings.HELP_CENTER_URL,
     }
-    return templated_email(
-        "reminder",
-        context,
+
+
+def reminder_email(
+    reminders: list[Reminder],
+    *,
+    connection=None,
+    link: str | Exception | None = None,
+    renderer: TemplatedEmails | None = None,
+):
+    """One email for reminders of one recipient, token, reason and stage (tokens.reminders.group_reminders).
+
+    ``link`` is its reconnect link made beforehand (``reminder_links``); without one, rendering
+    makes it (a new invitation row). ``renderer``: a batch's ``reminder_renderer()`` (else one of its own).
+    """
+    if isinstance(link, Exception):
+        raise link
+    renderer = renderer or reminder_renderer()
+    reminder = reminders[0]
+    token = reminder_token(reminders)
+    assets = reminder_assets(reminders)
+    ends = [r.ends_at for r in reminders if r.ends_at]
+    ends_at = min(ends) if ends else None
+    ended = reminder.stage == "ended"
+    what_stops = (
+        (WHAT_STOPPED if ended else WHAT_STOPS)
+        .get(reminder.reason, _("access ends"))
+        .format(portal=settings.PORTAL_NAME, missing=", ".join(token.missing_permissions))
+    )
+    shape = (reminder.reason, ended, ends_at is not None, token.kind == AccessToken.Kind.USER,
+             tuple(bool(asset.name) for asset in assets))  # fmt: skip
+    values = [
+        reminder.client.name,
+        what_stops,
+        link or reconnect_url(token),
+        renderer.date(ends_at, "j M Y") if ends_at else "",
+        renderer.date(ends_at, "j F Y, H:i") if ends_at else "",
+    ]
+    with translation.override(renderer.language):  # the kind's label as the template would have said it
+        for asset in assets:
+            values += [str(asset.get_kind_display()), asset.name or asset.meta_id]
+    pks = ",".join(str(r.pk) for r in reminders)
+    return renderer.email(
+        shape,
+        values,
         [reminder.recipient_email],
         connection=connection,
-        headers={"Message-ID": _message_id(reminders), "X-Portal-Reminder": ",".join(str(r.pk) for r in reminders)},
+        headers={"Message-ID": _message_id(reminders), "X-Portal-Reminder": pks},
     )

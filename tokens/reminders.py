@@ -582,7 +582,7 @@ def send_due_reminders(
     *, now: datetime | None = None, limit: int | None = None, worker: str = "", task_id: str = ""
 ) -> SendResult:
     """Claim one batch of due reminders and send it over one mail connection."""
-    from .emails import reminder_email, reminder_links
+    from .emails import reminder_email, reminder_links, reminder_renderer
 
     now = now or timezone.now()
     limit = limit or settings.REMINDER_BATCH_SIZE
@@ -608,7 +608,8 @@ def send_due_reminders(
     # Every email's reconnect link (an invitation row each) in one INSERT, before anything is handed
     # over: a link is used once its email goes out; one made for an email that never does is never seen.
     links = reminder_links(groups)
-    batch = Batch(claim_id, get_connection(), reminder_email, result, renewed_at=now)
+    build_email = functools.partial(reminder_email, renderer=reminder_renderer())  # each shape rendered once
+    batch = Batch(claim_id, get_connection(), build_email, result, renewed_at=now)
     try:
         batch.connection.open()
     except Exception as exc:

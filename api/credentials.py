@@ -11,12 +11,13 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import datetime, timedelta
 
 from django.db import connection
 from django.utils import timezone
 
-from common import rows
+from common import generations, rows
 
 from .models import ServiceCredential
 
@@ -53,16 +54,50 @@ def create_credential(name: str, scopes, *, clients=(), configurations=(),
     return credential, secret
 
 
-def find_credential(secret: str) -> ServiceCredential | None:
+def find_credential(secret: str, *, generation: str | None = None) -> ServiceCredential | None:
     """The credential this secret belongs to (revoked ones too: the caller says why it refuses), else None.
 
     With the row comes whether it is limited to clients or configurations at all
     (``has_client_limits``, ``has_configuration_limits``), so an unlimited credential costs this one
     query; SQL written once, not compiled by the ORM on every request (D90).
+
+    ``generation``: the value of the credentials' change marker (``CHANGED``) read with this
+    request's rate limits. With one, the credential read for an earlier request under the same value
+    (and less than ``KEPT_FOR`` ago) is answered without a query: any change to a credential or its
+    limits gives the marker a new value (D91). Without one (no shared cache), it is always read.
     """
     if not secret.startswith(SECRET_PREFIX) or len(secret) > 100:
         return None
     digest = hash_secret(secret)
+    if generation is None:
+        return _read_credential(digest)
+    kept = _kept.get(digest)
+    now = time.monotonic()
+    if kept is not None and kept[0] == generation and kept[1] > now:
+        return kept[2]
+    credential = _read_credential(digest)
+    if credential is not None:
+        if len(_kept) >= KEPT_MAX:
+            _kept.clear()
+        _kept[digest] = (generation, now + KEPT_FOR, credential)
+    return credential
+
+
+# The change marker of every credential (common.generations), and what this process keeps: by
+# secret digest, (the marker's value then, until when, the credential). Time-limited too, in case a
+# marker could not be written (Redis failing at that instant).
+CHANGED = "api-credentials"
+KEPT_FOR = 30.0
+KEPT_MAX = 1000
+_kept: dict[str, tuple[str, float, ServiceCredential]] = {}
+
+
+def changed(**_ignored) -> None:
+    """Every kept copy of a credential is stale from now on (connected to credential writes in api.apps)."""
+    generations.bump(CHANGED)
+
+
+def _read_credential(digest: str) -> ServiceCredential | None:
     with rows.planned_once(connection) as cursor:
         cursor.execute(_lookup_sql(), [digest])
         row = cursor.fetchone()
@@ -104,6 +139,8 @@ def note_use(credential: ServiceCredential, now: datetime | None = None) -> None
 
 def revoke(credential_ids, *, by: str) -> int:
     """Revoke credentials at once: their next request gets a 401. Idempotent."""
-    return ServiceCredential.objects.filter(pk__in=list(credential_ids), revoked_at__isnull=True).update(
+    count = ServiceCredential.objects.filter(pk__in=list(credential_ids), revoked_at__isnull=True).update(
         revoked_at=timezone.now(), revoked_by=by[:150]
     )
+    changed()  # an update sends no post_save
+    return count

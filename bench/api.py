@@ -53,7 +53,8 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def start_portal(port: int, graph_url: str, workers: int) -> subprocess.Popen:
+def start_portal(port: int, graph_url: str, workers: int, worker_class: str = "sync",
+                 threads: int = 1) -> subprocess.Popen:
     import requests
 
     env = {
@@ -65,7 +66,8 @@ def start_portal(port: int, graph_url: str, workers: int) -> subprocess.Popen:
         "DATABASE_CONN_MAX_AGE": "600",  # one connection kept per worker, as a deployment keeps it
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", f"--workers={workers}", "--preload", "--max-requests=0",
+        [sys.executable, "-m", "gunicorn", f"--workers={workers}", f"--worker-class={worker_class}",
+         f"--threads={threads}", "--preload", "--max-requests=0",
          f"--bind=127.0.0.1:{port}", "config.wsgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -175,7 +177,7 @@ def layer_cpu(page: str, secret: str, calls: int) -> dict[str, float]:
     timed(GraphClient, "forward", "  GraphClient.forward (requests, to Meta)")
     timed(proxy.meta_throttle, "blocked", "  meta_throttle.blocked")
     timed(api.auth.credentials, "find_credential", "api: credential lookup")
-    timed(api.auth, "hit_many", "api: rate limits (per address and per secret, one round trip)")
+    timed(api.auth, "count_and_read", "api: rate limits (per address and per secret) and change marker, one round trip")
     timed(api.audit, "record", "api: audit row")
     client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
     try:
@@ -213,7 +215,7 @@ def run_proxy(args) -> dict:
         page = pages[0]
         queries = count_queries(pages, secret)
         layers = layer_cpu(page, secret, min(args.calls, 300))
-        portal = start_portal(portal_port, graph_root, args.server_workers)
+        portal = start_portal(portal_port, graph_root, args.server_workers, args.server_class, args.server_threads)
         version = settings.META_GRAPH_VERSION
         direct_session, proxy_session = requests.Session(), requests.Session()
         proof = core.appsecret_proof(settings.META_APP_SECRET, value)
@@ -340,27 +342,54 @@ def _token_client(args_tuple) -> tuple[int, list[float], int]:
     import random
     from urllib.parse import urlsplit
 
-    url, secret, ids, connections, seconds, seed = args_tuple
+    url, secret, ids, connections, seconds, seed, keep_alive = args_tuple
     cpu_started = time.process_time()
     where = urlsplit(url)
     latencies: list[float] = []
     errors = [0]
 
+    closing = "" if keep_alive else "Connection: close\r\n"
+
+    def request_for(chooser: random.Random) -> bytes:
+        return (f"GET /api/v1/assets/{chooser.choice(ids)}/token HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                f"Authorization: Bearer {secret}\r\n{closing}\r\n").encode()
+
+    def check(head: bytes, body: bytes) -> None:
+        if not head.startswith(b"HTTP/1.1 200 ") or json.loads(body)["kind"] != "system_user":
+            errors[0] += 1
+
     async def one(chooser: random.Random) -> None:
-        request = (f"GET /api/v1/assets/{chooser.choice(ids)}/token HTTP/1.1\r\nHost: {where.netloc}\r\n"
-                   f"Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n").encode()
         started = time.perf_counter()
         reader, writer = await asyncio.open_connection(where.hostname, where.port)
-        writer.write(request)
+        writer.write(request_for(chooser))
         answer = await reader.read(-1)
         writer.close()
         latencies.append((time.perf_counter() - started) * 1000)
         head, _, body = answer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200 ") or json.loads(body)["kind"] != "system_user":
-            errors[0] += 1
+        check(head, body)
+
+    async def kept(chooser: random.Random, deadline: float) -> None:
+        """Requests one after another on one kept-alive connection (a server that keeps it: gthread workers)."""
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            writer.write(request_for(chooser))
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":", 1)[1] for line in head.lower().split(b"\r\n")
+                              if line.startswith(b"content-length:")))
+            body = await reader.readexactly(length)
+            latencies.append((time.perf_counter() - started) * 1000)
+            check(head, body)
+            if b"connection: close" in head.lower():
+                writer.close()
+                reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        writer.close()
 
     async def worker(n: int, deadline: float) -> None:
         chooser = random.Random(seed * 1000 + n)
+        if keep_alive:
+            await kept(chooser, deadline)
+            return
         while time.monotonic() < deadline:
             await one(chooser)
 
@@ -396,14 +425,15 @@ def run_token(args) -> dict:
     ids, secret = seed_tokens(args.assets)
     queries = count_lookup_queries(ids, secret)
     port = free_port()
-    portal = start_portal(port, "http://127.0.0.1:9/unused", args.server_workers)
+    portal = start_portal(port, "http://127.0.0.1:9/unused", args.server_workers, args.server_class,
+                          args.server_threads)
     try:
         url = f"http://127.0.0.1:{port}"
         warm = requests.Session()
         for meta_id in ids[: args.warmup]:
             assert warm.get(f"{url}/api/v1/assets/{meta_id}/token", headers={"Authorization": f"Bearer {secret}"},
                             timeout=30).status_code == 200
-        jobs = [(url, secret, ids, args.threads, args.seconds, n) for n in range(args.clients)]
+        jobs = [(url, secret, ids, args.threads, args.seconds, n, args.keep_alive) for n in range(args.clients)]
         backends = _database_backends()
         database_cpu = sum(_process_cpu_s(pid) for pid in backends)
         portal_cpu, busy, load = _process_cpu_s(portal.pid), _machine_busy_s(), os.getloadavg()[0]
@@ -451,6 +481,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="token: how long the clients ask")
     parser.add_argument("--clients", type=int, default=1, help="token: client processes")
     parser.add_argument("--threads", type=int, default=8, help="token: concurrent connections per client process")
+    parser.add_argument("--server-class", choices=["sync", "gthread"], default="sync",
+                        help="gunicorn worker class of the portal (gthread keeps connections alive)")
+    parser.add_argument("--server-threads", type=int, default=1,
+                        help="gunicorn threads per worker of the portal (gthread)")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="token: each connection kept for all its requests (needs a server that keeps it)")
     args = parser.parse_args()
     for name, run in PARTS.items():
         if args.part in (name, "all"):

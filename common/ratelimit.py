@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache import cache
 from django.utils.translation import gettext as _
 
+from . import generations as generations_module
 from .logs import client_ip
 from .responses import error_response
 
@@ -75,8 +75,16 @@ def hit(rule: str, key: str, rate: Rate, now: float | None = None) -> int | None
 def hit_many(hits: list[tuple[str, str, Rate]], now: float | None = None) -> list[int | None]:
     """Count one request under each ``(rule, key, rate)`` at once (one Redis round trip for them all);
     per hit, the seconds to wait if it is over its limit, else None."""
-    if not hits:
-        return []
+    return count_and_read(hits, (), now)[0]
+
+
+def count_and_read(
+    hits: list[tuple[str, str, Rate]], generations: tuple[str, ...] = (), now: float | None = None
+) -> tuple[list[int | None], dict[str, str | None]]:
+    """``hit_many``, and in the same round trip the values of the change markers ``generations``
+    (``common.generations``): each is None where there is no shared cache or it failed."""
+    if not hits and not generations:
+        return [], {}
     now = time.time() if now is None else now
     windows, cache_keys = [], []
     for rule, key, rate in hits:
@@ -84,35 +92,55 @@ def hit_many(hits: list[tuple[str, str, Rate]], now: float | None = None) -> lis
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # keys may hold addresses or credentials
         windows.append(window)
         cache_keys.append((f"{settings.RATE_LIMIT_KEY_PREFIX}{rule}:{digest}:{window}", rate.seconds + 1))
+    markers: dict[str, str | None] = dict.fromkeys(generations)
     try:
-        counts = _count(cache_keys)
+        counts, values = _count(cache_keys, generations)
+        markers.update(zip(generations, values, strict=True))
     except Exception as error:  # any cache failure lets the requests through
         logger.warning("Rate limits %s not applied: the cache failed (%s)", ", ".join(rule for rule, _, _ in hits),
                        error.__class__.__name__)
-        return [None] * len(hits)
-    return [None if count <= rate.count else max(1, math.ceil((window + 1) * rate.seconds - now))
-            for count, window, (_, _, rate) in zip(counts, windows, hits, strict=True)]
+        return [None] * len(hits), markers
+    waits = [None if count <= rate.count else max(1, math.ceil((window + 1) * rate.seconds - now))
+             for count, window, (_, _, rate) in zip(counts, windows, hits, strict=True)]
+    return waits, markers
 
 
-def _count(cache_keys: list[tuple[str, int]]) -> list[int]:
-    """Add one to each window's counter and return them: one round trip on Redis, two or three a key elsewhere."""
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        # One script for every key: counted and, when new, given its expiry, in one command (the
-        # cache API's add + incr costs three round trips a key: its incr asks whether the key exists).
-        keys = [backend.make_and_validate_key(cache_key) for cache_key, _ in cache_keys]
-        client = backend._cache.get_client(keys[0], write=True)
-        return _count_script(client)(keys=keys, args=[timeout for _, timeout in cache_keys], client=client)
-    return [_count_one(cache_key, timeout) for cache_key, timeout in cache_keys]
+def _count(cache_keys: list[tuple[str, int]], generations: tuple[str, ...]) -> tuple[list[int], list]:
+    """Add one to each window's counter and return them, with the markers' values: one round trip on
+    Redis; elsewhere two or three a key, and no markers (nothing there is shared between processes)."""
+    backend = generations_module.shared_backend()
+    if backend is None:
+        return [_count_one(cache_key, timeout) for cache_key, timeout in cache_keys], [None] * len(generations)
+    # One script for every key: counted and, when new, given its expiry, in one command (the
+    # cache API's add + incr costs three round trips a key: its incr asks whether the key exists).
+    keys = [backend.make_and_validate_key(cache_key) for cache_key, _ in cache_keys]
+    keys += [generations_module.cache_key(backend, name) for name in generations]
+    client = backend._cache.get_client(keys[0], write=True)
+    args = [len(cache_keys), *(timeout for _, timeout in cache_keys),
+            *(generations_module.fresh_value() for _ in generations)]
+    found = _count_script(client)(keys=keys, args=args, client=client)
+    return found[:len(cache_keys)], [value.decode() if isinstance(value, bytes) else value
+                                     for value in found[len(cache_keys):]]
 
 
+# Counters first (ARGV[1] of them, their expiries after it), then markers: read, or made with the
+# fresh value given when Redis has none (lost or never set).
 _COUNT = """
-local counts = {}
+local found = {}
+local counted = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('INCR', key)
-  if counts[i] == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+  if i <= counted then
+    found[i] = redis.call('INCR', key)
+    if found[i] == 1 then redis.call('EXPIRE', key, ARGV[i + 1]) end
+  else
+    found[i] = redis.call('GET', key)
+    if not found[i] then
+      found[i] = ARGV[i + 1]
+      redis.call('SET', key, found[i])
+    end
+  end
 end
-return counts
+return found
 """
 
 

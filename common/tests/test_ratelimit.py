@@ -142,3 +142,46 @@ def test_several_keys_are_counted_at_once_and_each_window_expires_on_redis(redis
     client = caches["default"]._cache.get_client(write=True)
     ttls = sorted(client.ttl(key) for key in client.keys(f"*{prefix}*"))
     assert len(ttls) == 2 and 0 < ttls[0] <= 61 and 61 < ttls[1] <= 3601
+
+
+def test_change_markers_come_with_the_counts_and_a_lost_one_comes_back_new(redis_url, settings):
+    from django.core.cache import caches
+
+    from common import generations
+    from common.ratelimit import count_and_read
+
+    hits = [("a", "ip:10.0.0.1", Rate(5, 60))]
+    waits, first = count_and_read(hits, ("things",), now=120.0)
+    assert waits == [None] and first["things"]
+    assert count_and_read(hits, ("things",), now=121.0)[1] == first  # nothing changed
+    assert count_and_read([], ("things",))[1] == first  # read alone, too
+
+    generations.bump("things")
+    bumped = count_and_read(hits, ("things",), now=122.0)[1]
+    assert bumped["things"] not in (None, first["things"])
+
+    backend = caches["default"]
+    backend._cache.get_client(write=True).delete(generations.cache_key(backend, "things"))  # Redis lost it
+    lost = count_and_read(hits, ("things",), now=123.0)[1]["things"]
+    assert lost not in (None, first["things"], bumped["things"])
+    assert count_and_read(hits, ("things",), now=124.0)[1]["things"] == lost
+
+
+def test_no_change_marker_without_a_shared_cache(settings):
+    from common import generations
+    from common.ratelimit import count_and_read
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "markers"}}
+    generations.bump("things")  # nowhere to write: nothing happens
+    assert count_and_read([("a", "ip:10.0.0.1", Rate(5, 60))], ("things",)) == ([None], {"things": None})
+
+
+@override_settings(
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}},
+)
+def test_a_cache_failure_reads_as_no_change_marker():
+    from common import generations
+    from common.ratelimit import count_and_read
+
+    generations.bump("things")  # logged, not raised
+    assert count_and_read([("a", "ip:10.0.0.1", Rate(5, 60))], ("things",)) == ([None], {"things": None})

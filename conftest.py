@@ -52,7 +52,9 @@ def redis_url() -> str:
 
 @pytest.fixture
 def postgres_required(settings) -> None:
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
         service_unavailable("DATABASE_URL does not point at PostgreSQL")
 
 

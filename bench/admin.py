@@ -291,9 +291,9 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
+    from django.db import connection
 
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         raise SystemExit("bench/admin.py needs DATABASE_URL pointing at a PostgreSQL database of its own")
     if args.seed:
         seed(args.clients)

@@ -102,6 +102,20 @@ def test_a_short_ascii_header_written_as_is_is_what_the_fold_gives():
         assert mime_bytes(message) == message.as_bytes(policy=compat32.clone(linesep="\r\n")), (name, value)
 
 
+def test_the_multipart_header_is_what_the_fold_gives_for_every_boundary():
+    from email.generator import BytesGenerator
+
+    from common.smtp import COMPAT32_CRLF, multipart_header
+
+    randomly = random.Random(17)
+    boundaries = [BytesGenerator._make_boundary() for _ in range(3000)]
+    boundaries += ["=" * randomly.randint(0, 60) + str(randomly.randint(0, 10**30)) + "==" for _ in range(3000)]
+    boundaries += ["=====free==", "a b;c", "x" * 90, ""]  # not of the standard library's kind: folded as they are
+    for boundary in boundaries:
+        value = f'multipart/alternative; boundary="{boundary}"'
+        assert multipart_header(boundary) == COMPAT32_CRLF.fold_binary("Content-Type", value), boundary
+
+
 def test_the_boundary_never_occurs_in_the_text(monkeypatch):
     from email.generator import BytesGenerator
 

@@ -33,6 +33,8 @@ from django.db import connection as db_connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.rows import planned_once
+
 from . import health, outage
 from .events import build_event, record_event
 from .models import AccessToken, AssetGrant, MailOutage, Reminder, TokenEvent
@@ -707,7 +709,7 @@ def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], 
             [r.grant.asset_id if r.grant_id else None for r in delivered],
         ]
     sql.append(" SELECT ARRAY(SELECT id FROM started)")
-    with db_connection.cursor() as cursor:
+    with planned_once() as cursor:  # bound on the server and prepared: no quoting of the arrays in Python
         cursor.execute("".join(sql), params)
         return set(cursor.fetchone()[0])
 

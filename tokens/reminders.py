@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -624,6 +625,7 @@ def send_due_reminders(
         batch.finish()
     finally:
         batch.close()
+        batch.held.close()  # its cursor
     return result
 
 
@@ -636,8 +638,12 @@ def group_reminders(reminders: list[Reminder]) -> list[list[Reminder]]:
     return list(groups.values())
 
 
+REASON_LABELS = dict(Reminder.Reason.choices)  # what get_reason_display() gives, without building it per call
+
+
 def _sent_message(reminder: Reminder) -> str:
-    return f"{reminder.get_reason_display()} ({reminder.stage}) sent to {reminder.recipient_email}."
+    reason = REASON_LABELS.get(reminder.reason, reminder.reason)
+    return f"{reason} ({reminder.stage}) sent to {reminder.recipient_email}."
 
 
 def _sent_data(reminder: Reminder, email: list[int]) -> dict:
@@ -679,7 +685,9 @@ def _settle(claim_id: str, delivered: list[Reminder], now: datetime) -> None:
     TokenEvent.objects.bulk_create([_sent_event(reminder, pks) for reminder in delivered])
 
 
-def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], pks: list[int], now) -> set[int]:
+def _settle_and_mark_in_one_statement(
+    cursor, claim_id: str, delivered: list[Reminder], pks: list[int], now: datetime
+) -> set[int]:
     """``_settle`` for the message delivered last and the mark of the next one, as one PostgreSQL statement.
 
     Data-modifying CTEs: the two updates touch different rows, the audit rows are inserted
@@ -709,9 +717,8 @@ def _settle_and_mark_in_one_statement(claim_id: str, delivered: list[Reminder], 
             [r.grant.asset_id if r.grant_id else None for r in delivered],
         ]
     sql.append(" SELECT ARRAY(SELECT id FROM started)")
-    with planned_once() as cursor:  # bound on the server and prepared: no quoting of the arrays in Python
-        cursor.execute("".join(sql), params)
-        return set(cursor.fetchone()[0])
+    cursor.execute("".join(sql), params)
+    return set(cursor.fetchone()[0])
 
 
 @dataclass
@@ -731,6 +738,8 @@ class Batch:
     result: SendResult
     renewed_at: datetime  # when the whole claim's lease was last renewed
     delivered: list[Reminder] = field(default_factory=list)  # accepted by the server, not yet recorded
+    held: ExitStack = field(default_factory=ExitStack)  # the batch's cursor, closed with it
+    cursor: object = None
 
     def _renew(self, now: datetime) -> None:
         """Renew the whole claim when a quarter of the lease has gone by since the last renewal (D65).
@@ -754,7 +763,11 @@ class Batch:
         delivered, self.delivered = self.delivered, []
         pks = [reminder.pk for reminder in group]
         if db_connection.vendor == "postgresql":
-            started = _settle_and_mark_in_one_statement(self.claim_id, delivered, pks, now)
+            if self.cursor is None:
+                # Bound on the server and prepared (no arrays quoted into the SQL in Python, no plan per
+                # message), one for the batch (made per message it cost 0.1 CPU ms).
+                self.cursor = self.held.enter_context(planned_once())
+            started = _settle_and_mark_in_one_statement(self.cursor, self.claim_id, delivered, pks, now)
         else:
             with transaction.atomic():
                 _settle(self.claim_id, delivered, now)

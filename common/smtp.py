@@ -186,8 +186,8 @@ def sendmail(connection: smtplib.SMTP, from_addr: str, to_addrs: list[str], msg:
     if not (connection.does_esmtp and connection.has_extn("pipelining")):
         return connection.sendmail(from_addr, to_addrs, msg)
     size = f" size={len(msg)}" if connection.has_extn("size") else ""
-    commands = [f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"]
-    commands += [f"rcpt TO:{smtplib.quoteaddr(address)}\r\n" for address in to_addrs]
+    commands = [f"mail FROM:{quoted(from_addr)}{size}\r\n"]
+    commands += [f"rcpt TO:{quoted(address)}\r\n" for address in to_addrs]
     chunking = connection.has_extn("chunking")
     if chunking:  # RFC 3030: the message itself in the same write, as one last chunk
         connection.send("".join([*commands, f"BDAT {len(msg)} LAST\r\n"]).encode(connection.command_encoding) + msg)
@@ -228,8 +228,8 @@ def sendmail(connection: smtplib.SMTP, from_addr: str, to_addrs: list[str], msg:
         raise failure
     if chunking:
         return refused  # the message went with the commands, and the server said 250
-    quoted = LEADING_DOT.sub(b"..", msg)
-    connection.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
+    stuffed = LEADING_DOT.sub(b"..", msg)
+    connection.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
     code, text = reply()
     if code != 250:
         if code != 421:
@@ -250,6 +250,14 @@ def sanitized(address, encoding: str) -> str:
     if isinstance(address, str) and PLAIN_ADDRESS.fullmatch(address):
         return address
     return sanitize_address(address, encoding)
+
+
+def quoted(address: str) -> str:
+    """``smtplib.quoteaddr(address)``: a plain address (a dot-atom, no display name) is itself in angle
+    brackets, which the standard library's parser gives for it (tested on the addresses of ``sanitized``)."""
+    if PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 class EmailBackend(smtp.EmailBackend):

@@ -276,10 +276,10 @@ def stub_links(monkeypatch):
     monkeypatch.setattr("tokens.links._many_builder", None)
 
 
-def test_an_address_is_sanitised_as_django_does():
+def test_an_address_is_sanitised_and_quoted_as_django_and_smtplib_do():
     from django.core.mail.message import sanitize_address
 
-    from common.smtp import PLAIN_ADDRESS, sanitized
+    from common.smtp import PLAIN_ADDRESS, quoted, sanitized
 
     randomly = random.Random(5)
     pieces = string.ascii_letters + string.digits + "..--__++@@ <>\"'!#é" + "x" * 30
@@ -301,3 +301,4 @@ def test_an_address_is_sanitised_as_django_does():
                 sanitized.__wrapped__(address, "utf-8")
         else:
             assert sanitized.__wrapped__(address, "utf-8") == expected, address
+        assert quoted(address) == smtplib.quoteaddr(address), address

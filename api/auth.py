@@ -21,6 +21,7 @@ import functools
 from django.conf import settings
 from ninja.security import HttpBearer
 
+from common import meta_throttle
 from common.logs import client_ip
 from common.ratelimit import count_and_read, refusal, rule_rate
 
@@ -29,6 +30,7 @@ from .errors import ApiError, Refused
 from .models import Scope, ServiceCredential
 
 UNAUTHENTICATED = {"WWW-Authenticate": 'Bearer realm="api"'}
+MARKERS = (credentials.CHANGED, meta_throttle.CHANGED)  # read with the rate limits (common.generations)
 
 
 class ServiceCredentialAuth(HttpBearer):
@@ -85,15 +87,18 @@ def count_request(request, *, address: bool = True):
     ``request.api_secret_wait`` for the credential check, which refuses it once the secret is known
     to be a credential's, so a wrong secret still gets its 401). None when the request may go on."""
     request.api_secret_wait = None
+    request.api_markers = {}
     if not settings.RATE_LIMITS_ENABLED:
         return None
     secret = bearer_secret(request)
     hits = [("api-ip", f"ip:{client_ip(request)}", rule_rate("api-ip"))] if address else []
     if secret:
         hits.append(("api", f"secret:{credentials.hash_secret(secret)}", rule_rate("api")))
-    # The credentials' change marker comes in the same round trip: with it the credential check
-    # needs no query while nothing about credentials has changed (D91).
-    waits, markers = count_and_read(hits, (credentials.CHANGED,) if secret else ())
+    # The change markers come in the same round trip: with them the credential check needs no query
+    # while nothing about credentials changed (D91), nor the proxy's throttle check while nothing was
+    # blocked (D93).
+    waits, markers = count_and_read(hits, MARKERS if secret else ())
+    request.api_markers = markers
     request.api_credentials_generation = markers.get(credentials.CHANGED)
     if secret:
         request.api_secret_wait = waits[-1]

@@ -12,7 +12,8 @@ A block is a key per scope that expires when Meta said access comes back:
 - ``ad_account:<id>``: X-Ad-Account-Usage at the stop level (``reset_time_duration``);
 - ``token:<id>``: the user- or Page-level errors 17, 32, 613 and the blocks 341, 368.
 
-``blocked(scopes)`` is one cache round trip; ``observe`` writes only when something is blocked.
+``blocked(scopes)`` is one cache round trip, none while nothing was blocked since this process last
+read those scopes (D93); ``block`` writes only when something is blocked.
 If the cache is unreachable nothing is blocked (and it is logged): Meta then says so itself.
 """
 
@@ -28,6 +29,8 @@ from django.core.cache import cache
 
 from graph.errors import GraphError
 from graph.usage import UsageTracker
+
+from . import generations
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +64,48 @@ def _key(scope: str) -> str:
     return f"{settings.RATE_LIMIT_KEY_PREFIX}meta-throttle:{scope}"
 
 
-def blocked(scopes: Iterable[str], now: float | None = None) -> float | None:
-    """Seconds until the last of these scopes is free again, or None when none is blocked."""
+# The change marker every block bumps (common.generations), and what this process has read under
+# its value: per scope, until when it is blocked (0: it was not).
+CHANGED = "meta-throttle"
+SEEN_MAX = 10_000
+_seen: dict = {"generation": None, "until": {}}
+
+
+def blocked(scopes: Iterable[str], now: float | None = None, *, generation: str | None = None) -> float | None:
+    """Seconds until the last of these scopes is free again, or None when none is blocked.
+
+    ``generation``: the value of the marker ``CHANGED`` read with this request's rate limits (D93).
+    Under an unchanged value, what this process read of a scope still holds (blocks end on their
+    own, by time): only scopes not read yet cost a round trip. Without one, every scope is read.
+    """
     now = time.time() if now is None else now
-    keys = {_key(scope): scope for scope in scopes}
-    try:
-        found = cache.get_many(list(keys))
-    except Exception as exc:  # a throttle must not take the proxy down with the cache
-        logger.warning("Meta throttle: cache unreachable, not checked (%s)", type(exc).__name__)
-        return None
-    waits = [float(until) - now for until in found.values()]
-    wait = max(waits, default=0.0)
+    scopes = list(scopes)
+    if generation is None:
+        wanted = scopes
+    else:
+        if _seen["generation"] != generation or len(_seen["until"]) > SEEN_MAX:
+            _seen["generation"], _seen["until"] = generation, {}
+        wanted = [scope for scope in scopes if scope not in _seen["until"]]
+    until = {}
+    if wanted:
+        keys = {_key(scope): scope for scope in wanted}
+        try:
+            found = cache.get_many(list(keys))
+        except Exception as exc:  # a throttle must not take the proxy down with the cache
+            logger.warning("Meta throttle: cache unreachable, not checked (%s)", type(exc).__name__)
+            return None
+        until = {scope: float(found.get(key, 0.0)) for key, scope in keys.items()}
+        if generation is not None:
+            _seen["until"].update(until)
+    if generation is not None:
+        until = {scope: _seen["until"][scope] for scope in scopes}
+    wait = max((moment - now for moment in until.values()), default=0.0)
     return wait if wait > 0 else None
 
 
 def block(blocks: Mapping[str, float], now: float | None = None) -> None:
-    """Block each scope for its number of seconds (a longer block already there stays)."""
+    """Block each scope for its number of seconds (a longer block already there stays); every process
+    reads the blocks again at its next call (the marker)."""
     now = time.time() if now is None else now
     if not blocks:
         return
@@ -91,6 +120,9 @@ def block(blocks: Mapping[str, float], now: float | None = None) -> None:
             cache.set(key, until, timeout=max(1, math.ceil(until - now)))
     except Exception as exc:
         logger.warning("Meta throttle: cache unreachable, block not kept (%s)", type(exc).__name__)
+        return
+    if fresh:
+        generations.bump(CHANGED)
 
 
 def pause_seconds() -> float:

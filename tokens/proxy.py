@@ -175,8 +175,11 @@ def forward_call(
     proxy_base: str,
     client_ids: Collection[int] | None = None,
     configuration_ids: Collection[int] | None = None,
+    throttle_generation: str | None = None,
 ) -> ProxyAnswer:
-    """Pass one call to Meta with the working token; raises ``ProxyRefused`` for the portal's own refusals."""
+    """Pass one call to Meta with the working token; raises ``ProxyRefused`` for the portal's own refusals.
+
+    ``throttle_generation``: the throttle's change marker as the caller read it (``meta_throttle.blocked``)."""
     try:
         outgoing = prepare(
             call.method, call.path, call.query, call.body, call.content_type, version=settings.META_GRAPH_VERSION
@@ -192,7 +195,7 @@ def forward_call(
             400, "asset_required",
             "Name the asset in the X-Portal-Asset header (its Meta id), or the client in X-Portal-Client.",
         )  # fmt: skip
-    wait = meta_throttle.blocked(_scopes(chosen))
+    wait = meta_throttle.blocked(_scopes(chosen), generation=throttle_generation)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise ProxyRefused(

@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Router
 
+from common import meta_throttle
 from tokens import proxy, selection
 
 from .. import audit
@@ -79,6 +80,7 @@ def _forward(request, graph_path: str) -> HttpResponse:
             proxy_base=request.build_absolute_uri("/api/v1/graph/"),
             client_ids=allowed_client_ids(credential),
             configuration_ids=allowed_configuration_ids(credential),
+            throttle_generation=getattr(request, "api_markers", {}).get(meta_throttle.CHANGED),
         )
     except proxy.ProxyRefused as refused:
         if refused.client_id is not None:

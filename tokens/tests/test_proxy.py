@@ -88,3 +88,43 @@ def test_neither_asset_nor_client_is_refused_in_words():
     with pytest.raises(ProxyRefused) as refused:
         forward_call(ProxyCall("GET", "me", [], None, None), proxy_base="")
     assert (refused.value.status, refused.value.code) == (400, "asset_required")
+
+
+def test_under_an_unchanged_marker_a_scope_is_read_once_and_a_block_anywhere_makes_it_read_again(
+    redis_url, settings, monkeypatch
+):
+    """D93: the throttle's change marker comes with the API's rate limits; while it stays, what this
+    process read of a scope holds, so a call costs no round trip for the throttle."""
+    from django.core.cache import cache
+
+    from common.ratelimit import count_and_read
+
+    settings.CACHES = {"default": {"BACKEND": "common.cache.RedisCache", "LOCATION": redis_url}}
+    reads = []
+
+    class Counted:
+        def get_many(self, keys):
+            reads.append(list(keys))
+            return cache.get_many(keys)
+
+        def __getattr__(self, name):
+            return getattr(cache, name)
+
+    monkeypatch.setattr(meta_throttle, "cache", Counted())
+
+    def marker() -> str:
+        return count_and_read([], (meta_throttle.CHANGED,))[1][meta_throttle.CHANGED]
+
+    scopes = ["app", "business:42"]
+    assert meta_throttle.blocked(scopes, now=1000.0, generation=marker()) is None
+    assert meta_throttle.blocked(scopes, now=1001.0, generation=marker()) is None
+    assert len(reads) == 1  # the second call read nothing
+    assert meta_throttle.blocked(["app", "token:7"], now=1001.0, generation=marker()) is None
+    assert reads[-1] == [meta_throttle._key("token:7")]  # only the scope not read yet
+
+    meta_throttle.block({"business:42": 300}, now=1000.0)  # as another process learns it from Meta
+    reads.clear()
+    assert meta_throttle.blocked(scopes, now=1100.0, generation=marker()) == pytest.approx(200.0)
+    assert len(reads) == 1  # read again under the new marker
+    assert meta_throttle.blocked(scopes, now=1350.0, generation=marker()) is None  # over, by time alone
+    assert len(reads) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from django.db import connection as default_connection
+from django.db.models import DEFERRED
 
 PREPARE_AFTER = 2  # runs of a statement on a connection before psycopg prepares it
 
@@ -59,6 +60,11 @@ class Columns:
         self.attnames = [field.attname for field in self.fields]
         self.field_converters = field_converters
         self._converters: dict[str, list] = {}
+        # Per concrete field of the model, its position among these columns (None: not selected):
+        # Model.from_db() given a value for every field skips matching names to fields.
+        position = {attname: index for index, attname in enumerate(self.attnames)}
+        self._layout = [position.get(field.attname) for field in model._meta.concrete_fields]
+        self._pk_position = self.attnames.index(model._meta.pk.attname) if model._meta.pk.attname in position else None
 
     def __len__(self) -> int:
         return len(self.fields)
@@ -68,37 +74,42 @@ class Columns:
         return ", ".join(f"{quote(self.alias)}.{quote(field.column)}" for field in self.fields)
 
     def converters(self, connection) -> list:
-        """Per column: (its expression, the backend's converters then the field's), kept per database vendor."""
+        """The columns that have converters: (position, expression, the backend's converters then the
+        field's), kept per database vendor."""
         found = self._converters.get(connection.vendor)
         if found is None:
             found = []
-            for field in self.fields:
+            for position, field in enumerate(self.fields):
                 column = field.get_col(self.alias)
                 functions = connection.ops.get_db_converters(column)
                 if self.field_converters:
                     functions = functions + column.get_db_converters(connection)
-                found.append((column, functions))
+                if functions:
+                    found.append((position, column, functions))
             self._converters[connection.vendor] = found
         return found
 
     def values(self, row, start: int, connection=default_connection) -> list:
         """This model's columns of ``row`` from position ``start``, converted."""
-        values = []
-        for (column, functions), value in zip(self.converters(connection), row[start:start + len(self)], strict=True):
+        values = list(row[start:start + len(self.fields)])
+        for position, column, functions in self.converters(connection):
+            value = values[position]
             for function in functions:
                 value = function(value, column, connection)
-            values.append(value)
+            values[position] = value
         return values
 
     def primary_key(self, row, start: int):
         """The raw primary key of this slice of ``row`` (None for an outer join's miss), not converted."""
-        return row[start + self.attnames.index(self.model._meta.pk.attname)]
+        return row[start + self._pk_position]
 
     def instance(self, row, start: int, connection=default_connection):
         """The model instance of this slice of ``row``; None when its primary key is NULL (an outer join's miss)."""
         if self.primary_key(row, start) is None:
             return None
-        return self.model.from_db(connection.alias, self.attnames, self.values(row, start, connection))
+        values = self.values(row, start, connection)
+        every_field = [DEFERRED if position is None else values[position] for position in self._layout]
+        return self.model.from_db(connection.alias, self.attnames, every_field)
 
 
 def select_list(groups, connection=default_connection) -> str:

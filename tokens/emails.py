@@ -88,7 +88,7 @@ def reminder_links(groups: list[list[Reminder]]) -> list:
 
 
 def reminder_renderer(language: str | None = None) -> TemplatedEmails:
-    """What renders a batch's reminder emails: each shape once, its values filled in (common.emails, D91)."""
+    """What renders a batch's reminder emails: each shape once, its values filled in (common.emails, D94)."""
     return TemplatedEmails("reminder", _reminder_context, language=language)
 
 

@@ -190,6 +190,7 @@ class GraphClient:
         self._jitter = jitter
         self._usage = UsageTracker()
         self._direct: urllib3.PoolManager | None = None
+        self._graph_path = urlsplit(self.graph_url).path.rstrip("/")
         if session is None:
             session = requests.Session()
             # Our own retry loop decides what is safe to retry; urllib3 must not retry behind it.
@@ -426,9 +427,14 @@ class GraphClient:
         url = f"{self.graph_url}/{outgoing.path}"
         try:
             if self._direct is not None:
+                # Straight to the pool of Meta's host: the manager would parse the whole URL again
+                # before the pool parses its target (measured: 4% of a proxied call's CPU).
+                target = f"{self._graph_path}/{outgoing.path}"
                 if query:
-                    url = f"{url}{'&' if '?' in url else '?'}{urlencode(query)}"
-                response = self._direct.request(outgoing.method, url, body=body, headers=headers, redirect=False)
+                    target = f"{target}{'&' if '?' in target else '?'}{urlencode(query)}"
+                response = self._direct.connection_from_url(self.graph_url).urlopen(
+                    outgoing.method, target, body=body, headers=headers, redirect=False, assert_same_host=False,
+                )  # fmt: skip
                 status, response_headers, content = response.status, response.headers, response.data
             else:
                 response = self.session.request(

@@ -429,10 +429,9 @@ def run_token(args) -> dict:
                           args.server_threads)
     try:
         url = f"http://127.0.0.1:{port}"
-        warm = requests.Session()
-        for meta_id in ids[: args.warmup]:
-            assert warm.get(f"{url}/api/v1/assets/{meta_id}/token", headers={"Authorization": f"Bearer {secret}"},
-                            timeout=30).status_code == 200
+        for meta_id in ids[: args.warmup]:  # a connection each, so every worker connects to the database
+            assert requests.get(f"{url}/api/v1/assets/{meta_id}/token", timeout=30, headers={
+                "Authorization": f"Bearer {secret}", "Connection": "close"}).status_code == 200
         jobs = [(url, secret, ids, args.threads, args.seconds, n, args.keep_alive) for n in range(args.clients)]
         backends = _database_backends()
         database_cpu = sum(_process_cpu_s(pid) for pid in backends)
@@ -482,12 +481,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1, help="token: client processes")
     parser.add_argument("--threads", type=int, default=8, help="token: concurrent connections per client process")
     parser.add_argument("--server-class", choices=["sync", "gthread"], default="sync",
-                        help="gunicorn worker class of the portal (gthread keeps connections alive)")
+                        help="gunicorn worker class of the portal (sync, as gunicorn.conf.py deploys it, closes each "
+                             "connection; gthread keeps them alive)")
     parser.add_argument("--server-threads", type=int, default=1,
                         help="gunicorn threads per worker of the portal (gthread)")
-    parser.add_argument("--keep-alive", action="store_true",
-                        help="token: each connection kept for all its requests (needs a server that keeps it)")
+    parser.add_argument("--keep-alive", action=argparse.BooleanOptionalAction, default=None,
+                        help="token: each connection kept for all its requests, as a service's HTTP client does "
+                             "(default: with gthread; sync workers close every connection)")
     args = parser.parse_args()
+    if args.keep_alive is None:
+        args.keep_alive = args.server_class == "gthread"
     for name, run in PARTS.items():
         if args.part in (name, "all"):
             figures = run(args)

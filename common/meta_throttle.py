@@ -68,7 +68,7 @@ def _key(scope: str) -> str:
 # its value: per scope, until when it is blocked (0: it was not).
 CHANGED = "meta-throttle"
 SEEN_MAX = 10_000
-_seen: dict = {"generation": None, "until": {}}
+_seen: tuple[str | None, dict[str, float]] = (None, {})
 
 
 def blocked(scopes: Iterable[str], now: float | None = None, *, generation: str | None = None) -> float | None:
@@ -78,15 +78,16 @@ def blocked(scopes: Iterable[str], now: float | None = None, *, generation: str 
     Under an unchanged value, what this process read of a scope still holds (blocks end on their
     own, by time): only scopes not read yet cost a round trip. Without one, every scope is read.
     """
+    global _seen
     now = time.time() if now is None else now
     scopes = list(scopes)
-    if generation is None:
-        wanted = scopes
-    else:
-        if _seen["generation"] != generation or len(_seen["until"]) > SEEN_MAX:
-            _seen["generation"], _seen["until"] = generation, {}
-        wanted = [scope for scope in scopes if scope not in _seen["until"]]
-    until = {}
+    seen: dict[str, float] = {}
+    if generation is not None:
+        kept_generation, seen = _seen  # one tuple: threads of a process swap it whole
+        if kept_generation != generation or len(seen) > SEEN_MAX:
+            seen = {}
+            _seen = (generation, seen)
+    wanted = [scope for scope in scopes if scope not in seen]
     if wanted:
         keys = {_key(scope): scope for scope in wanted}
         try:
@@ -94,12 +95,12 @@ def blocked(scopes: Iterable[str], now: float | None = None, *, generation: str 
         except Exception as exc:  # a throttle must not take the proxy down with the cache
             logger.warning("Meta throttle: cache unreachable, not checked (%s)", type(exc).__name__)
             return None
-        until = {scope: float(found.get(key, 0.0)) for key, scope in keys.items()}
+        read = {scope: float(found.get(key, 0.0)) for key, scope in keys.items()}
         if generation is not None:
-            _seen["until"].update(until)
-    if generation is not None:
-        until = {scope: _seen["until"][scope] for scope in scopes}
-    wait = max((moment - now for moment in until.values()), default=0.0)
+            seen.update(read)
+    else:
+        read = {}
+    wait = max((read[scope] if scope in read else seen[scope]) - now for scope in scopes) if scopes else 0.0
     return wait if wait > 0 else None
 
 

@@ -50,7 +50,7 @@ class ServiceCredentialAuth(HttpBearer):
             raise ApiError(401, "unauthenticated",
                            "Send the service credential's secret in the header “Authorization: Bearer <secret>”.",
                            headers=UNAUTHENTICATED)
-        generation = getattr(request, "api_credentials_generation", None)  # read by count_request
+        generation = getattr(request, "api_markers", {}).get(credentials.CHANGED)  # read by count_request
         credential = credentials.find_credential(secret, generation=generation)
         if credential is None:
             raise ApiError(401, "invalid_credential", "This secret belongs to no service credential.",
@@ -99,7 +99,6 @@ def count_request(request, *, address: bool = True):
     # blocked (D93).
     waits, markers = count_and_read(hits, MARKERS if secret else ())
     request.api_markers = markers
-    request.api_credentials_generation = markers.get(credentials.CHANGED)
     if secret:
         request.api_secret_wait = waits[-1]
     if address and waits[0] is not None:

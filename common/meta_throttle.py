@@ -81,26 +81,21 @@ def blocked(scopes: Iterable[str], now: float | None = None, *, generation: str 
     global _seen
     now = time.time() if now is None else now
     scopes = list(scopes)
-    seen: dict[str, float] = {}
+    seen: dict[str, float] = {}  # without a marker, what this call reads, kept by no one
     if generation is not None:
         kept_generation, seen = _seen  # one tuple: threads of a process swap it whole
         if kept_generation != generation or len(seen) > SEEN_MAX:
             seen = {}
             _seen = (generation, seen)
-    wanted = [scope for scope in scopes if scope not in seen]
-    if wanted:
-        keys = {_key(scope): scope for scope in wanted}
+    keys = {_key(scope): scope for scope in scopes if scope not in seen}
+    if keys:
         try:
             found = cache.get_many(list(keys))
         except Exception as exc:  # a throttle must not take the proxy down with the cache
             logger.warning("Meta throttle: cache unreachable, not checked (%s)", type(exc).__name__)
             return None
-        read = {scope: float(found.get(key, 0.0)) for key, scope in keys.items()}
-        if generation is not None:
-            seen.update(read)
-    else:
-        read = {}
-    wait = max((read[scope] if scope in read else seen[scope]) - now for scope in scopes) if scopes else 0.0
+        seen.update({scope: float(found.get(key, 0.0)) for key, scope in keys.items()})
+    wait = max((seen[scope] - now for scope in scopes), default=0.0)
     return wait if wait > 0 else None
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from common import rows
+
 
 class InvalidStatusTransition(ValidationError):
     pass
@@ -28,10 +30,19 @@ class StatusTransitionsMixin(models.Model):
         self._loaded_status = getattr(self, self.STATUS_FIELD)
 
     @classmethod
+    @rows.from_db_extension
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._loaded_status = getattr(instance, cls.STATUS_FIELD, None)
+        instance.after_from_db()
         return instance
+
+    def after_from_db(self) -> None:
+        """What this from_db adds to Django's (common.rows calls it too when it builds rows itself).
+
+        A status not loaded (deferred) is not fetched: that would cost a query per instance, and when
+        Django refreshes another deferred field it builds such an instance, whose fetched status it
+        then copied over the one being changed."""
+        self._loaded_status = self.__dict__.get(self.STATUS_FIELD)
 
     def can_transition_to(self, new_status: str) -> bool:
         current = getattr(self, "_loaded_status", None)

@@ -153,6 +153,29 @@ def test_verification_status_transitions_are_enforced():
         record.save()
 
 
+def test_a_status_change_survives_reading_a_deferred_field_and_a_loaded_status_still_guards_transitions(
+        client_business, django_assert_num_queries):
+    from tokens.models import AccessToken
+
+    token = AccessToken.objects.create(client=client_business, kind="user", value="EAAB-deferred", status="active")
+    partial = AccessToken.objects.only("id", "status").get(pk=token.pk)
+    partial.status = "invalid"
+    with django_assert_num_queries(1):  # the value alone, not the status again
+        assert partial.value == "EAAB-deferred"
+    assert partial.status == "invalid"  # Django's refresh no longer copies a fetched status over it
+    partial.save(update_fields=["status"])
+    assert AccessToken.objects.get(pk=token.pk).status == "invalid"
+
+    unloaded = AccessToken.objects.only("id").get(pk=token.pk)
+    assert unloaded._loaded_status is None  # not fetched just to be remembered
+    client_business.status = "active"
+    client_business.save()
+    loaded = type(client_business).objects.get(pk=client_business.pk)
+    loaded.status = "invited"
+    with pytest.raises(InvalidStatusTransition):
+        loaded.save()
+
+
 def test_token_events_are_append_only(client_business):
     event = TokenEvent.objects.create(kind="staff_action", client=client_business, message="note")
     event.message = "rewritten"

@@ -3,8 +3,10 @@
 from datetime import datetime
 from typing import Literal
 
+from django.http import HttpResponse
 from django.views.decorators.debug import sensitive_variables
 from ninja import Field, Path, Query, Router, Schema
+from ninja.renderers import JSONRenderer
 
 from tokens import selection
 
@@ -78,7 +80,7 @@ def asset_token(request, query: Query[TokenQuery],
             extra["missing_scopes"] = refusal.missing_scopes
         raise ApiError(409, refusal.code, refusal.message, **extra)
     audit.about(request, client_id=chosen.client_id)
-    return {
+    return answer(request, {
         "asset_id": chosen.asset.meta_id,
         "asset_kind": chosen.asset.kind,
         "client_id": chosen.client_id,
@@ -90,4 +92,15 @@ def asset_token(request, query: Query[TokenQuery],
         "expires_at": chosen.expires_at,
         "access_ends_at": chosen.access_ends_at,
         "reconnect_url": reconnect_link(chosen.token) if chosen.ends_within_reminder_window() else None,
-    }
+    })
+
+
+def answer(request, payload: dict):
+    """The 200 answer as django-ninja renders it, without validating ``payload`` against ``TokenOut``
+    again: every value comes from the choice, already of its type (D95). The schema tests check that
+    answers conform."""
+    return HttpResponse(_RENDERER.render(request, payload, response_status=200), content_type=_CONTENT_TYPE)
+
+
+_RENDERER = JSONRenderer()  # the API's renderer (api.main sets none of its own)
+_CONTENT_TYPE = f"{_RENDERER.media_type}; charset={_RENDERER.charset}"

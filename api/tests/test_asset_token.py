@@ -158,6 +158,23 @@ def test_access_ending_within_the_reminder_window_comes_with_a_reconnect_link(re
     assert body["token_id"] == soon.pk and body["reconnect_url"].startswith("http")
 
 
+def test_the_answer_is_the_bytes_the_response_model_would_render(reader, page):
+    # The endpoint renders its answer without validating it against TokenOut again (D95): the same
+    # bytes as django-ninja's validated path, datetimes and nulls included.
+    from api.main import api
+    from api.routers.assets import TokenOut
+
+    system = token_for(page, "system_user")
+    token_for(page, "granular_system_user", parent=system, purpose="publishing",
+              expires_at=timezone.now() + SOON, access_ends=timezone.now() + LATER)
+
+    for purpose in ("publishing", ""):
+        answer = ask(reader, purpose=purpose)
+        validated = TokenOut.model_validate(answer.json()).model_dump()
+        assert answer.content == api.renderer.render(None, validated, response_status=200).encode()
+        assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
 def test_asking_again_hands_out_the_same_link_instead_of_a_new_invitation_each_time(reader, page):
     token_for(page, "user", expires_at=timezone.now() + SOON)
     links = {ask(reader).json()["reconnect_url"] for _ in range(3)}

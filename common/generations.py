@@ -35,7 +35,14 @@ def shared_backend() -> RedisCache | None:
 
 
 def cache_key(backend: RedisCache, name: str) -> str:
-    return backend.make_and_validate_key(f"{settings.RATE_LIMIT_KEY_PREFIX}generation:{name}")
+    """The marker's key in ``backend`` (kept: it is asked for on every API request)."""
+    kept = (backend.key_prefix, backend.version, settings.RATE_LIMIT_KEY_PREFIX, name)
+    if kept not in _KEYS:
+        _KEYS[kept] = backend.make_and_validate_key(f"{settings.RATE_LIMIT_KEY_PREFIX}generation:{name}")
+    return _KEYS[kept]
+
+
+_KEYS: dict[tuple, str] = {}
 
 
 def bump(name: str, *, using: str | None = None) -> None:

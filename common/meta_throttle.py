@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from graph.errors import GraphError
-from graph.usage import UsageTracker
+from graph.usage import usage_of
 
 from . import generations
 
@@ -141,10 +141,7 @@ def blocks_from(
     def add(scope: str, seconds: float) -> None:
         found[scope] = max(found.get(scope, 0.0), seconds or pause)
 
-    tracker = UsageTracker()
-    for headers in usage_headers:
-        tracker.update(headers)
-    usage = tracker.snapshot()
+    usage = usage_of(usage_headers)
     if usage.app_percent() >= stop:
         add(APP, 0.0)  # X-App-Usage gives no time to wait: the default pause
     for business_key in usage.business:

@@ -62,9 +62,14 @@ class Rate:
 
 def rule_rate(rule: str) -> Rate:
     try:
-        return Rate.parse(settings.RATE_LIMITS[rule])
+        return _parsed(settings.RATE_LIMITS[rule])
     except KeyError:
         raise ValueError(f"No rate limit named {rule!r} in RATE_LIMITS.")
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> Rate:  # asked on every API request; the settings hold a handful of texts
+    return Rate.parse(text)
 
 
 def hit(rule: str, key: str, rate: Rate, now: float | None = None) -> int | None:
@@ -113,11 +118,12 @@ def _count(cache_keys: list[tuple[str, int]], generations: tuple[str, ...]) -> t
         return [_count_one(cache_key, timeout) for cache_key, timeout in cache_keys], [None] * len(generations)
     # One script for every key: counted and, when new, given its expiry, in one command (the
     # cache API's add + incr costs three round trips a key: its incr asks whether the key exists).
-    keys = [backend.make_and_validate_key(cache_key) for cache_key, _ in cache_keys]
+    # The counters' keys are digests and rule names: nothing for the cache's key check to warn about.
+    keys = [backend.make_key(cache_key) for cache_key, _ in cache_keys]
     keys += [generations_module.cache_key(backend, name) for name in generations]
     client = backend._cache.get_client(keys[0], write=True)
-    args = [len(cache_keys), *(timeout for _, timeout in cache_keys),
-            *(generations_module.fresh_value() for _ in generations)]
+    fresh = generations_module.fresh_value() if generations else None  # used only where Redis lost a marker
+    args = [len(cache_keys), *(timeout for _, timeout in cache_keys), *(fresh for _ in generations)]
     found = _count_script(client)(keys=keys, args=args, client=client)
     return found[:len(cache_keys)], [value.decode() if isinstance(value, bytes) else value
                                      for value in found[len(cache_keys):]]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +85,35 @@ class Usage:
         )
 
 
+def usage_of(answers_headers: Iterable[Mapping[str, str]]) -> Usage:
+    """The usage these answers' headers report, later answers over earlier ones: a ``Usage`` of its own,
+    for the caller alone (no tracker, no lock, no copy)."""
+    usage = Usage()
+    for headers in answers_headers:
+        _apply(usage, _parsed(headers))
+    return usage
+
+
+def _parsed(headers: Mapping[str, str]) -> tuple[Any, Any, Any]:
+    return (_json_header(headers, APP_USAGE_HEADER), _json_header(headers, BUSINESS_USAGE_HEADER),
+            _json_header(headers, AD_ACCOUNT_USAGE_HEADER))
+
+
+def _apply(usage: Usage, parsed: tuple[Any, Any, Any]) -> None:
+    app, business, ad_account = parsed
+    if isinstance(app, dict):
+        usage.app = app
+    if isinstance(business, dict):
+        for business_id, entries in business.items():
+            if isinstance(entries, list):
+                usage.business[str(business_id)] = [e for e in entries if isinstance(e, dict)]
+    if isinstance(ad_account, dict):
+        usage.ad_account = ad_account
+
+
 def regain_access_seconds_from(headers: Mapping[str, str]) -> float | None:
     """``estimated_time_to_regain_access`` (or Retry-After) of one response, in seconds."""
-    usage = UsageTracker()
-    usage.update(headers)
-    seconds = usage.snapshot().regain_access_seconds()
+    seconds = usage_of([headers]).regain_access_seconds()
     retry_after = _number(headers.get("Retry-After"))
     seconds = max(seconds, retry_after)
     return seconds or None
@@ -103,18 +127,9 @@ class UsageTracker:
         self._usage = Usage()
 
     def update(self, headers: Mapping[str, str]) -> None:
-        app = _json_header(headers, APP_USAGE_HEADER)
-        business = _json_header(headers, BUSINESS_USAGE_HEADER)
-        ad_account = _json_header(headers, AD_ACCOUNT_USAGE_HEADER)
+        parsed = _parsed(headers)  # outside the lock
         with self._lock:
-            if isinstance(app, dict):
-                self._usage.app = app
-            if isinstance(business, dict):
-                for business_id, entries in business.items():
-                    if isinstance(entries, list):
-                        self._usage.business[str(business_id)] = [e for e in entries if isinstance(e, dict)]
-            if isinstance(ad_account, dict):
-                self._usage.ad_account = ad_account
+            _apply(self._usage, parsed)
 
     def snapshot(self) -> Usage:
         with self._lock:

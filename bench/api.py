@@ -488,15 +488,35 @@ def main() -> None:
     parser.add_argument("--keep-alive", action=argparse.BooleanOptionalAction, default=None,
                         help="token: each connection kept for all its requests, as a service's HTTP client does "
                              "(default: with gthread; sync workers close every connection)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each part, then the median of each figure")
     args = parser.parse_args()
     if args.keep_alive is None:
         args.keep_alive = args.server_class == "gthread"
     for name, run in PARTS.items():
-        if args.part in (name, "all"):
-            figures = run(args)
-            print(f"== {name}")
+        if args.part not in (name, "all"):
+            continue
+        runs = []
+        for attempt in range(1, args.repeat + 1):
+            figures = {"calibration loop CPU s (the machine's speed now; lower is faster)": calibration()}
+            figures |= run(args)
+            runs.append(figures)
+            print(f"== {name}" + (f" (run {attempt} of {args.repeat})" if args.repeat > 1 else ""))
             for key, value in figures.items():
                 print(f"{key:70} {value:.2f}" if isinstance(value, float) else f"{key:70} {value}")
+        if args.repeat > 1:
+            print(f"== {name}: median of {args.repeat} runs (and each run)")
+            for key, value in runs[0].items():
+                if isinstance(value, float):
+                    each = [figures[key] for figures in runs]
+                    print(f"{key:70} {statistics.median(each):.2f}  ({', '.join(f'{v:.2f}' for v in each)})")
+
+
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop: this VM runs the same code up to 2x slower from one
+    hour to the next, so runs are compared with this beside them (docs/benchmarks.md)."""
+    started = time.process_time()
+    sum(i * i for i in range(5 * 10**6))
+    return time.process_time() - started
 
 
 if __name__ == "__main__":

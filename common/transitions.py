@@ -39,13 +39,22 @@ class StatusTransitionsMixin(models.Model):
     def after_from_db(self) -> None:
         """What this from_db adds to Django's (common.rows calls it too when it builds rows itself).
 
-        A status not loaded (deferred) is not fetched: that would cost a query per instance, and when
-        Django refreshes another deferred field it builds such an instance, whose fetched status it
-        then copied over the one being changed."""
+        A status not loaded (deferred) is not fetched here: that would cost a query per instance, and
+        when Django refreshes another deferred field it builds such an instance, whose fetched status
+        it then copied over the one being changed. The transition check reads it when it needs it."""
         self._loaded_status = self.__dict__.get(self.STATUS_FIELD)
 
-    def can_transition_to(self, new_status: str) -> bool:
+    def _status_before(self) -> str | None:
+        """The status this row had when loaded; for a row loaded without it, the stored one (a query,
+        only then); None for a row not saved yet."""
         current = getattr(self, "_loaded_status", None)
+        if current is None and not self._state.adding and self.pk is not None:
+            current = (type(self)._base_manager.using(self._state.db).filter(pk=self.pk)
+                       .values_list(self.STATUS_FIELD, flat=True).first())
+        return current
+
+    def can_transition_to(self, new_status: str) -> bool:
+        current = self._status_before()
         if current is None or current == new_status:
             return True
         return new_status in self.STATUS_TRANSITIONS.get(current, set())
@@ -55,6 +64,6 @@ class StatusTransitionsMixin(models.Model):
         if not self.can_transition_to(new_status):
             label = self._meta.verbose_name
             raise InvalidStatusTransition(
-                f"A {label} cannot go from “{self._loaded_status}” to “{new_status}”.",
+                f"A {label} cannot go from “{self._status_before()}” to “{new_status}”.",
                 code="invalid_transition",
             )

@@ -27,7 +27,7 @@ class StatusTransitionsMixin(models.Model):
     def save(self, *args, **kwargs):
         self.check_status_transition()
         super().save(*args, **kwargs)
-        self._loaded_status = getattr(self, self.STATUS_FIELD)
+        self._loaded_status = self.__dict__.get(self.STATUS_FIELD)
 
     @classmethod
     @rows.from_db_extension
@@ -54,16 +54,19 @@ class StatusTransitionsMixin(models.Model):
         return current
 
     def can_transition_to(self, new_status: str) -> bool:
-        current = self._status_before()
-        if current is None or current == new_status:
-            return True
-        return new_status in self.STATUS_TRANSITIONS.get(current, set())
+        return self._allowed(self._status_before(), new_status)
+
+    def _allowed(self, current: str | None, new_status: str) -> bool:
+        return current is None or current == new_status or new_status in self.STATUS_TRANSITIONS.get(current, set())
 
     def check_status_transition(self) -> None:
-        new_status = getattr(self, self.STATUS_FIELD)
-        if not self.can_transition_to(new_status):
+        if self.STATUS_FIELD not in self.__dict__:
+            return  # neither loaded nor set: Django's save() writes only loaded fields, so not this one
+        new_status = self.__dict__[self.STATUS_FIELD]
+        current = self._status_before()
+        if not self._allowed(current, new_status):
             label = self._meta.verbose_name
             raise InvalidStatusTransition(
-                f"A {label} cannot go from “{self._status_before()}” to “{new_status}”.",
+                f"A {label} cannot go from “{current}” to “{new_status}”.",
                 code="invalid_transition",
             )

@@ -175,6 +175,9 @@ def test_a_status_change_survives_reading_a_deferred_field_and_a_loaded_status_s
         loaded.status = "invited"  # loaded with its status or without: the stored one is checked
         with pytest.raises(InvalidStatusTransition, match="from “active” to “invited”"):
             loaded.save()
+    renamed = type(client_business).objects.only("id", "name").get(pk=client_business.pk)
+    with django_assert_num_queries(0):  # a status neither loaded nor set is not read: save() won't write it
+        renamed.check_status_transition()
 
 
 def test_token_events_are_append_only(client_business):

@@ -1,5 +1,8 @@
 """One rate-limiting mechanism: per IP or per credential key, 429 with a page or JSON, tunable by name."""
 
+import time
+from datetime import UTC, datetime
+
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
@@ -9,8 +12,13 @@ from common.ratelimit import Rate, check_rate_limit, hit, rate_limit
 
 
 @pytest.fixture
-def limits(settings):
-    """Tighten some rules for a test; the others keep their configured rates."""
+def limits(settings, time_machine):
+    """Tighten some rules for a test; the others keep their configured rates.
+
+    The clock starts the test at the beginning of a minute (and runs on): counters are per window,
+    so hits that straddled a minute's end would be counted in two windows and the limit never reached.
+    """
+    time_machine.move_to(datetime.fromtimestamp((time.time() // 60 + 1) * 60, tz=UTC), tick=True)
 
     def tighten(rules: dict) -> None:
         settings.RATE_LIMITS = {**settings.RATE_LIMITS, **rules}
